@@ -1,0 +1,68 @@
+"""Print a sweep's results from MLflow as a Markdown table (for benchmarks/README.md).
+
+python benchmarks/sweep_table.py                      # latest sweep in ./mlflow.db, experiment 'ela'
+python benchmarks/sweep_table.py --uri sqlite:///x.db --sweep <parent run id>
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ela.tracking import Tracker, tracking_uri
+
+COLUMNS = (
+    ("accuracy", "accuracy", "{:.4f}"),
+    ("agreement_with_fp32", "agree fp32", "{:.4f}"),
+    ("latency_ms_per_sample", "ms/sample (synced)", "{:.3f}"),
+    ("batch_latency_ms_p50", "p50 ms/batch", "{:.2f}"),
+    ("throughput_samples_per_s", "samples/s (window)", "{:.0f}"),
+    ("energy_j_per_sample", "J/sample", "{:.4f}"),
+    ("dynamic_energy_j_per_sample", "dynamic J/sample", "{:.4f}"),
+    ("idle_power_w", "idle W", "{:.0f}"),
+    ("avg_power_w", "avg W", "{:.0f}"),
+    ("energy_window_s", "window s", "{:.1f}"),
+    ("peak_memory_mb", "peak MiB", "{:.0f}"),
+)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--uri", default=None, help="MLflow tracking URI (default: sqlite:///./mlflow.db)")
+    ap.add_argument("--experiment", default="ela")
+    ap.add_argument("--sweep", default=None, help="parent run id (default: the latest sweep)")
+    a = ap.parse_args()
+    tracker = Tracker(tracking_uri(a.uri, Path.cwd()), a.experiment)
+    sweep = a.sweep
+    if sweep is None:
+        parents = tracker.client.search_runs(
+            [tracker.experiment_id],
+            "tags.`ela.run_kind` = 'sweep'",
+            order_by=["attributes.start_time DESC"],
+            max_results=1,
+        )
+        if not parents:
+            raise SystemExit("no sweep in this experiment")
+        sweep = parents[0].info.run_id
+    runs = tracker.children(sweep)
+    first = next((r for r in runs if r.info.status == "FINISHED"), None)
+    if first is not None:
+        t = first.data.tags
+        print(
+            f"card: {t.get('gpu.name', 'CPU ' + t.get('host.cpu', '?'))}, driver {t.get('gpu.driver', '-')}, "
+            f"torch {t.get('version.torch')}, transformers {t.get('version.transformers')}, "
+            f"model {t.get('ela.model_source')}, energy {t.get('ela.method.energy_gpu')}\n"
+        )
+    print("| run | " + " | ".join(h for _, h, _ in COLUMNS) + " |")
+    print("|---|" + "---|" * len(COLUMNS))
+    for r in runs:
+        if r.info.status != "FINISHED":
+            print(f"| {r.info.run_name} | {r.info.status}: {r.data.tags.get('ela.error', '')[:100]} |")
+            continue
+        m = r.data.metrics
+        cells = [fmt.format(m[k]) if k in m else "-" for k, _, fmt in COLUMNS]
+        print(f"| {r.info.run_name} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()

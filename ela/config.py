@@ -1,0 +1,209 @@
+"""Validate the resolved Hydra config into typed dataclasses before any expensive work."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from ela import ElaError
+
+DTYPES = ("float32", "float16", "bfloat16")
+DEVICES = ("auto", "cuda", "cpu")
+GPU_METERS = ("auto", "nvml", "fake", "none")
+# Keys that describe bookkeeping, not the measured work: excluded from the config hash.
+BOOKKEEPING = ("seed", "tracking", "codecarbon", "hydra")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str
+    path: str
+    revision: str | None
+    max_length: int
+    allow_untrained_head: bool
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    name: str
+    path: str | None
+    hub_id: str | None
+    hub_config: str | None
+    split: str
+    local_file: str | None
+    text_column: str
+    label_column: str
+    label_names: list[str] | None
+    limit: int | None
+
+
+@dataclass(frozen=True)
+class PrecisionConfig:
+    name: str
+    weights_dtype: str
+    autocast_dtype: str | None
+    tf32: bool
+
+
+@dataclass(frozen=True)
+class MeasureConfig:
+    warmup_batches: int
+    min_window_s: float
+    idle_settle_s: float
+    idle_window_s: float
+    gpu_meter: str
+    fake_power_w: float
+    fp32_reference: bool
+
+
+@dataclass(frozen=True)
+class CodeCarbonConfig:
+    enabled: bool
+    country_iso_code: str
+    region: str | None
+    measure_power_secs: float
+    save_to_file: bool
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    uri: str | None
+    experiment: str
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    model: ModelConfig
+    dataset: DatasetConfig
+    precision: PrecisionConfig
+    batch: int
+    seed: int
+    device: str
+    measure: MeasureConfig
+    codecarbon: CodeCarbonConfig
+    tracking: TrackingConfig
+
+    @property
+    def run_name(self) -> str:
+        """Short, readable run name, e.g. `fp16-b8-s0`."""
+        return f"{self.precision.name}-b{self.batch}-s{self.seed}"
+
+
+SECTIONS = {
+    "model": ModelConfig,
+    "dataset": DatasetConfig,
+    "precision": PrecisionConfig,
+    "measure": MeasureConfig,
+    "codecarbon": CodeCarbonConfig,
+    "tracking": TrackingConfig,
+}
+PLAIN_KEYS = {"batch": int, "seed": int, "device": str}
+
+
+def to_container(cfg: DictConfig) -> dict[str, Any]:
+    """The resolved config as plain Python, without Hydra's own node."""
+    data = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    data.pop("hydra", None)
+    return data
+
+
+def _section(name: str, cls: type, raw: Any) -> Any:
+    if not isinstance(raw, dict):
+        raise ElaError(f"config key '{name}' must be a mapping, got {raw!r}")
+    fields = cls.__dataclass_fields__
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise ElaError(
+            f"unknown config key(s) {', '.join(f'{name}.{k}' for k in unknown)}; "
+            f"known keys of '{name}': {', '.join(fields)}"
+        )
+    missing = sorted(set(fields) - set(raw))
+    if missing:
+        raise ElaError(f"missing config key(s) {', '.join(f'{name}.{k}' for k in missing)}")
+    return cls(**raw)
+
+
+def _check(ok: bool, key: str, value: Any, expected: str) -> None:
+    if not ok:
+        raise ElaError(f"invalid value {key}={value!r}: expected {expected}")
+
+
+def validate(cfg: DictConfig | dict[str, Any]) -> JobConfig:
+    """Turn the resolved config into a JobConfig, or raise ElaError naming the bad key."""
+    data = to_container(cfg) if isinstance(cfg, DictConfig) else dict(cfg)
+    data.pop("hydra", None)
+    unknown = sorted(set(data) - set(SECTIONS) - set(PLAIN_KEYS))
+    if unknown:
+        raise ElaError(f"unknown config key(s): {', '.join(unknown)}")
+    for key, typ in PLAIN_KEYS.items():
+        value = data.get(key)
+        _check(isinstance(value, typ) and not isinstance(value, bool), key, value, typ.__name__)
+    sections = {name: _section(name, cls, data.get(name)) for name, cls in SECTIONS.items()}
+    job = JobConfig(**sections, batch=data["batch"], seed=data["seed"], device=data["device"])
+
+    _check(job.batch >= 1, "batch", job.batch, "an integer >= 1")
+    _check(job.seed >= 0, "seed", job.seed, "an integer >= 0")
+    _check(job.device in DEVICES, "device", job.device, " | ".join(DEVICES))
+    m, d, p, me = job.model, job.dataset, job.precision, job.measure
+    if not m.path:
+        raise ElaError(
+            "model.path is not set: pass a Hub ID or a local checkpoint directory, "
+            "e.g. model=local model.path=/path/to/checkpoint (or set ELA_MODEL_PATH)"
+        )
+    _check(isinstance(m.max_length, int) and m.max_length >= 2, "model.max_length", m.max_length, "an integer >= 2")
+    if not d.path and not d.hub_id:
+        raise ElaError(
+            "dataset has neither a local path nor a Hub ID: set dataset.path=/path/to/file_or_folder "
+            "(or ELA_SST2_PATH / ELA_DATA_PATH)"
+        )
+    _check(d.limit is None or (isinstance(d.limit, int) and d.limit >= 1), "dataset.limit", d.limit, "null or >= 1")
+    _check(p.weights_dtype in DTYPES, "precision.weights_dtype", p.weights_dtype, " | ".join(DTYPES))
+    _check(
+        p.autocast_dtype in (None, "float16", "bfloat16"),
+        "precision.autocast_dtype",
+        p.autocast_dtype,
+        "null | float16 | bfloat16",
+    )
+    _check(isinstance(p.tf32, bool), "precision.tf32", p.tf32, "true | false")
+    _check(me.warmup_batches >= 0, "measure.warmup_batches", me.warmup_batches, ">= 0")
+    _check(me.min_window_s > 0, "measure.min_window_s", me.min_window_s, "> 0 seconds")
+    _check(me.idle_settle_s >= 0, "measure.idle_settle_s", me.idle_settle_s, ">= 0 seconds")
+    _check(me.idle_window_s > 0, "measure.idle_window_s", me.idle_window_s, "> 0 seconds")
+    _check(me.gpu_meter in GPU_METERS, "measure.gpu_meter", me.gpu_meter, " | ".join(GPU_METERS))
+    cc = job.codecarbon
+    _check(
+        isinstance(cc.country_iso_code, str) and len(cc.country_iso_code) == 3 and cc.country_iso_code.isalpha(),
+        "codecarbon.country_iso_code",
+        cc.country_iso_code,
+        "a 3-letter ISO code such as USA, FRA, DEU",
+    )
+    _check(cc.measure_power_secs > 0, "codecarbon.measure_power_secs", cc.measure_power_secs, "> 0 seconds")
+    _check(bool(job.tracking.experiment), "tracking.experiment", job.tracking.experiment, "a non-empty name")
+    return job
+
+
+def config_hash(data: dict[str, Any]) -> str:
+    """Hash of everything that defines the measured work (not seed or bookkeeping)."""
+    work = {k: v for k, v in data.items() if k not in BOOKKEEPING}
+    return hashlib.sha256(json.dumps(work, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """`{"a": {"b": 1}}` -> `{"a.b": 1}`, for MLflow params."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{name}."))
+        else:
+            out[name] = value
+    return out
+
+
+def job_dict(job: JobConfig) -> dict[str, Any]:
+    """The validated config as a plain dict."""
+    return asdict(job)

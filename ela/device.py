@@ -1,0 +1,122 @@
+"""Pick the device, apply a precision honestly, and describe the GPU (NVML by UUID)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import torch
+
+from ela import ElaError
+from ela.config import PrecisionConfig
+
+DTYPE = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+@dataclass(frozen=True)
+class GpuInfo:
+    """The GPU a job runs on, as NVML names it (mapped from the CUDA device by UUID)."""
+
+    name: str
+    uuid: str
+    nvml_index: int
+    driver: str
+    cuda_driver: str
+    power_limit_w: float
+    handle: object
+
+
+def resolve_device(requested: str) -> torch.device:
+    """`auto` -> cuda if available else cpu; `cuda` without a GPU is an error, not a fallback."""
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise ElaError("device=cuda but torch sees no CUDA GPU; use device=cpu or device=auto")
+    return torch.device(requested)
+
+
+def check_precision(precision: PrecisionConfig, device: torch.device) -> None:
+    """Refuse a precision the device can't run as asked (never substitute another one)."""
+    dtypes = {precision.weights_dtype, precision.autocast_dtype} - {None, "float32"}
+    if precision.tf32:
+        if device.type != "cuda":
+            raise ElaError(
+                f"precision={precision.name} needs TF32 tensor cores, which exist only on CUDA GPUs "
+                f"(Ampere or newer); this job runs on {device.type}. Use precision=fp32 or device=cuda."
+            )
+        if torch.cuda.get_device_capability(device) < (8, 0):
+            raise ElaError(
+                f"precision={precision.name}: {torch.cuda.get_device_name(device)} has no TF32 (needs sm_80+)"
+            )
+    if device.type == "cuda" and "bfloat16" in dtypes and not torch.cuda.is_bf16_supported(including_emulation=False):
+        raise ElaError(
+            f"precision={precision.name}: {torch.cuda.get_device_name(device)} has no native bfloat16; "
+            "use fp16 or fp32 instead"
+        )
+    # Probe the exact setting on a tiny matmul: an unsupported dtype/device pair fails here, clearly.
+    try:
+        with autocast(precision, device):
+            x = torch.ones(2, 2, device=device, dtype=DTYPE[precision.weights_dtype])
+            (x @ x).sum().item()
+    except RuntimeError as err:
+        raise ElaError(f"precision={precision.name} is not supported on {device}: {err}") from err
+
+
+def set_tf32(enabled: bool) -> None:
+    """Set TF32 for matmuls and cuDNN explicitly (fp32 means IEEE fp32, never TF32 by accident)."""
+    torch.backends.cuda.matmul.allow_tf32 = enabled
+    torch.backends.cudnn.allow_tf32 = enabled
+
+
+def tf32_state() -> str:
+    """The TF32 flags as torch reports them, for a tag."""
+    return f"matmul={torch.backends.cuda.matmul.allow_tf32},cudnn={torch.backends.cudnn.allow_tf32}"
+
+
+def autocast(precision: PrecisionConfig, device: torch.device) -> contextlib.AbstractContextManager:
+    """The autocast context for this precision (a no-op when it has none)."""
+    if precision.autocast_dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=DTYPE[precision.autocast_dtype])
+
+
+def synchronizer(device: torch.device) -> Callable[[], None]:
+    """A function that waits for all queued work on the device (no-op on CPU)."""
+    if device.type == "cuda":
+        return lambda: torch.cuda.synchronize(device)
+    return lambda: None
+
+
+def gpu_info(device: torch.device) -> GpuInfo:
+    """Find the NVML handle of the CUDA device by UUID (robust to CUDA_VISIBLE_DEVICES ordering)."""
+    import pynvml
+
+    pynvml.nvmlInit()
+    uuid = str(torch.cuda.get_device_properties(device).uuid)
+    uuid = uuid if uuid.startswith("GPU-") else f"GPU-{uuid}"
+    handle = pynvml.nvmlDeviceGetHandleByUUID(uuid)
+    return GpuInfo(
+        name=pynvml.nvmlDeviceGetName(handle),
+        uuid=uuid,
+        nvml_index=pynvml.nvmlDeviceGetIndex(handle),
+        driver=pynvml.nvmlSystemGetDriverVersion(),
+        cuda_driver=str(pynvml.nvmlSystemGetCudaDriverVersion_v2()),
+        power_limit_w=pynvml.nvmlDeviceGetEnforcedPowerLimit(handle) / 1000.0,
+        handle=handle,
+    )
+
+
+@contextlib.contextmanager
+def clean_device(device: torch.device) -> Iterator[None]:
+    """Run a job from default TF32/autocast state and free its GPU memory afterwards."""
+    set_tf32(False)
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+    try:
+        yield
+    finally:
+        set_tf32(False)
+        if device.type == "cuda":
+            torch.cuda.empty_cache()

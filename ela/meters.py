@@ -1,0 +1,131 @@
+"""Energy meters with a measurement-window API (after ml-energy/zeus).
+
+A meter wraps a cumulative energy counter. `begin_window` / `end_window` synchronise the
+device (so queued kernels are inside the window), read the clock and the counter at both
+ends, and return a `Window` with units. No meter is ever read inside a timed batch.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+from ela import ElaError
+
+
+class MeasurementError(ElaError):
+    """A window whose reading cannot be trusted (zero energy, counter went backwards)."""
+
+
+class EnergyCounter(Protocol):
+    """A monotonically increasing energy counter."""
+
+    method: str  # how the figure is obtained, logged as a tag (e.g. "nvml-counter")
+
+    def read_j(self) -> float:
+        """Cumulative energy in joules since an arbitrary origin."""
+        ...
+
+
+@dataclass(frozen=True)
+class Window:
+    """One measurement window: wall time and energy between two synchronised reads."""
+
+    duration_s: float
+    energy_j: float
+    method: str
+
+    @property
+    def avg_power_w(self) -> float:
+        return self.energy_j / self.duration_s
+
+
+class NvmlCounter:
+    """NVML's total-energy counter (`nvmlDeviceGetTotalEnergyConsumption`, mJ, Volta+) of one GPU."""
+
+    method = "nvml-counter"
+
+    def __init__(self, handle: object) -> None:
+        import pynvml
+
+        self._nvml = pynvml
+        self._handle = handle
+
+    def read_j(self) -> float:
+        return self._nvml.nvmlDeviceGetTotalEnergyConsumption(self._handle) / 1000.0
+
+
+class FakeCounter:
+    """Test double: a counter that integrates a constant power over wall-clock time."""
+
+    method = "fake-counter"
+
+    def __init__(self, power_w: float, clock: Callable[[], float] = time.perf_counter) -> None:
+        self._power_w, self._clock, self._t0 = power_w, clock, clock()
+
+    def read_j(self) -> float:
+        return self._power_w * (self._clock() - self._t0)
+
+
+class ReplayCounter:
+    """Test double: replays recorded counter readings in order (quantised, reset, stuck, ...)."""
+
+    method = "replay-counter"
+
+    def __init__(self, readings_j: Iterable[float]) -> None:
+        self._readings: Iterator[float] = iter(readings_j)
+
+    def read_j(self) -> float:
+        return next(self._readings)
+
+
+class WindowMeter:
+    """Measures windows on one counter: `begin_window(name)` ... `end_window(name) -> Window`."""
+
+    def __init__(
+        self,
+        counter: EnergyCounter,
+        sync: Callable[[], None] = lambda: None,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.counter, self._sync, self._clock = counter, sync, clock
+        self._open: dict[str, tuple[float, float]] = {}
+
+    @property
+    def method(self) -> str:
+        return self.counter.method
+
+    def sync(self) -> None:
+        """Wait for all work queued on the measured device."""
+        self._sync()
+
+    def begin_window(self, name: str) -> None:
+        """Synchronise, then read clock and counter."""
+        if name in self._open:
+            raise RuntimeError(f"window {name!r} is already open")
+        self._sync()
+        self._open[name] = (self._clock(), self.counter.read_j())
+
+    def end_window(self, name: str) -> Window:
+        """Synchronise, read clock and counter, and return the window; invalid readings raise."""
+        self._sync()
+        t1, e1 = self._clock(), self.counter.read_j()
+        t0, e0 = self._open.pop(name)
+        energy = e1 - e0
+        if energy < 0:
+            raise MeasurementError(
+                f"{self.method} went backwards in window {name!r} ({e0:.3f} J -> {e1:.3f} J): counter reset"
+            )
+        if energy == 0:
+            raise MeasurementError(
+                f"{self.method} did not move in window {name!r} ({t1 - t0:.3f} s): a zero reading is "
+                "invalid, not 0 J; lengthen the window (measure.min_window_s)"
+            )
+        return Window(duration_s=t1 - t0, energy_j=energy, method=self.method)
+
+
+def dynamic_energy_j(window: Window, idle_power_w: float) -> float:
+    """Energy above the idle baseline: gross - idle power x window length."""
+    return window.energy_j - idle_power_w * window.duration_s

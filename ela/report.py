@@ -1,0 +1,65 @@
+"""Human-readable output: one line per finished job and a table per sweep."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+# Columns of the end-of-sweep table: (MLflow metric, header, format).
+TABLE = (
+    ("accuracy", "acc", "{:.4f}"),
+    ("latency_ms_per_sample", "ms/sample", "{:.3f}"),
+    ("throughput_samples_per_s", "samples/s", "{:.1f}"),
+    ("energy_j_per_sample", "J/sample", "{:.4f}"),
+    ("dynamic_energy_j_per_sample", "dyn J/sample", "{:.4f}"),
+    ("avg_power_w", "W", "{:.0f}"),
+    ("agreement_with_fp32", "agree fp32", "{:.4f}"),
+    ("emissions_g", "gCO2e (job)", "{:.4f}"),
+)
+
+
+def summary_line(name: str, status: str, metrics: dict[str, float], tags: dict[str, str], run_id: str) -> str:
+    """`[ela] fp16-b8-s0 FINISHED acc 0.8991 | 3.210 ms/sample | 0.0123 J/sample (nvml-counter) | run 1a2b3c4d`."""
+    if status != "FINISHED":
+        return f"[ela] {name} {status}: {tags.get('ela.error', '')} | run {run_id[:8]}"
+    parts = [
+        f"acc {metrics['accuracy']:.4f}",
+        f"{metrics['latency_ms_per_sample']:.3f} ms/sample",
+        f"{metrics['throughput_samples_per_s']:.1f} samples/s",
+    ]
+    if "energy_j_per_sample" in metrics:
+        parts.append(
+            f"{metrics['energy_j_per_sample']:.4f} J/sample ({tags.get('ela.method.energy_gpu')}, "
+            f"dynamic {metrics['dynamic_energy_j_per_sample']:.4f})"
+        )
+    else:
+        parts.append("no GPU energy meter")
+    if "emissions_g" in metrics:
+        parts.append(f"{metrics['emissions_g']:.4f} gCO2e job")
+    return f"[ela] {name} FINISHED " + " | ".join(parts) + f" | run {run_id[:8]}"
+
+
+def runs_table(runs: list[Any]) -> pd.DataFrame:
+    """One row per MLflow run: name, status, the key metrics, and the error of failed jobs."""
+    rows = []
+    for run in runs:
+        row: dict[str, Any] = {"run": run.info.run_name, "status": run.info.status}
+        for key, header, _ in TABLE:
+            row[header] = run.data.metrics.get(key)
+        row["error"] = run.data.tags.get("ela.error", "")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def format_table(df: pd.DataFrame) -> str:
+    """The table as aligned text, with '-' where a metric does not apply."""
+    shown = df.copy()
+    for _, header, fmt in TABLE:
+        if header in shown:
+            shown[header] = [("-" if pd.isna(v) else fmt.format(v)) for v in shown[header]]
+    if "error" in shown and not shown["error"].astype(bool).any():
+        shown = shown.drop(columns="error")
+    else:
+        shown["error"] = shown["error"].str.slice(0, 80)
+    return shown.to_string(index=False)

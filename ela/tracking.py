@@ -1,0 +1,113 @@
+"""MLflow bookkeeping through MlflowClient: store, experiment, runs, params, metrics, artifacts."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from ela import ElaError
+
+PARENT_ENV = "ELA_PARENT_RUN_ID"  # set by the sweep callback so every launcher's jobs find their parent
+PARENT_TAG = "mlflow.parentRunId"
+MAX_PARAM_CHARS = 6000
+MAX_TAG_CHARS = 5000
+
+
+def quiet() -> None:
+    """Silence MLflow's and alembic's INFO chatter (database migrations, run URLs)."""
+    for name in ("mlflow", "alembic", "codecarbon", "urllib3"):
+        logging.getLogger(name).setLevel(logging.WARNING if name != "codecarbon" else logging.ERROR)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+
+def tracking_uri(configured: str | None, launch_dir: str | os.PathLike) -> str:
+    """The configured URI, or `sqlite:///<launch dir>/mlflow.db` (absolute, so every job agrees)."""
+    if configured:
+        return configured
+    return f"sqlite:///{Path(launch_dir).resolve() / 'mlflow.db'}"
+
+
+class Tracker:
+    """A thin, explicit wrapper of MlflowClient for one tracking URI and experiment."""
+
+    def __init__(self, uri: str, experiment: str) -> None:
+        from mlflow.tracking import MlflowClient
+
+        quiet()
+        self.uri = uri
+        self.client = MlflowClient(tracking_uri=uri)
+        try:
+            self.experiment_id = self._experiment(experiment)
+        except Exception as err:
+            raise ElaError(f"cannot use MLflow tracking URI {uri!r}: {type(err).__name__}: {err}") from err
+
+    def _experiment(self, name: str) -> str:
+        exp = self.client.get_experiment_by_name(name)
+        if exp is not None:
+            return exp.experiment_id
+        try:
+            return self.client.create_experiment(name)
+        except Exception:  # another process created it first
+            exp = self.client.get_experiment_by_name(name)
+            if exp is None:
+                raise
+            return exp.experiment_id
+
+    def start_run(self, name: str, parent_id: str | None = None, tags: dict[str, str] | None = None) -> str:
+        """Create a RUNNING run (a child of parent_id if given) and return its id."""
+        tags = dict(tags or {})
+        if parent_id:
+            tags[PARENT_TAG] = parent_id
+        run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
+        return run.info.run_id
+
+    def log_params(self, run_id: str, params: dict[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(k, _text(v, MAX_PARAM_CHARS)) for k, v in params.items()]
+        for i in range(0, len(items), 100):  # MLflow's batch limit
+            self.client.log_batch(run_id, params=items[i : i + 100])
+
+    def log_metrics(self, run_id: str, metrics: dict[str, float]) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        items = [Metric(k, float(v), now, 0) for k, v in metrics.items() if v is not None]
+        for i in range(0, len(items), 1000):
+            self.client.log_batch(run_id, metrics=items[i : i + 1000])
+
+    def set_tags(self, run_id: str, tags: dict[str, Any]) -> None:
+        from mlflow.entities import RunTag
+
+        items = [RunTag(k, _text(v, MAX_TAG_CHARS)) for k, v in tags.items()]
+        for i in range(0, len(items), 100):
+            self.client.log_batch(run_id, tags=items[i : i + 100])
+
+    def log_files(self, run_id: str, files: dict[str, str | bytes]) -> None:
+        """Write {name: content} into a temporary folder and upload it as the run's artifacts."""
+        with tempfile.TemporaryDirectory() as tmp:
+            for name, content in files.items():
+                path = Path(tmp, name)
+                path.write_bytes(content if isinstance(content, bytes) else content.encode())
+            self.client.log_artifacts(run_id, tmp)
+
+    def end_run(self, run_id: str, status: str) -> None:
+        self.client.set_terminated(run_id, status=status)
+
+    def children(self, parent_id: str):
+        """All child runs of a parent, oldest first, as MLflow Run objects."""
+        return self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.`{PARENT_TAG}` = '{parent_id}'",
+            order_by=["attributes.start_time ASC"],
+            max_results=50000,
+        )
+
+
+def _text(value: Any, limit: int) -> str:
+    text = str(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

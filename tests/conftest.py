@@ -1,0 +1,65 @@
+"""Shared fixtures: paths to ../shared, and a helper that runs `python -m ela.run` for real."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared"
+MODEL = SHARED / "models" / "minilm-l6-sst2"
+SST2 = SHARED / "data" / "sst2"
+
+# A fast, offline CPU configuration of the real job on the real MiniLM SST-2 classifier.
+LOCAL = [
+    "model=local",
+    f"model.path={MODEL}",
+    "model.name=minilm-l6-sst2",
+    "model.max_length=64",
+    f"dataset.path={SST2}",
+    "device=cpu",
+    "measure.warmup_batches=2",
+    "measure.min_window_s=0.2",
+]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _offline() -> None:
+    """Tests never reach a model hub (CI has none)."""
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["HF_DATASETS_OFFLINE"] = "1"
+    assert MODEL.is_dir() and SST2.is_dir(), f"tests need {SHARED} beside the repo"
+
+
+def run_ela(tmp: Path, *overrides: str, multirun: bool = True, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run `python -m ela.run` in a subprocess into a MLflow SQLite store under tmp."""
+    cmd = [sys.executable, "-m", "ela.run"]
+    if multirun:
+        cmd.append("-m")
+    cmd += [
+        *overrides,
+        f"tracking.uri=sqlite:///{tmp / 'mlflow.db'}",
+        f"hydra.sweep.dir={tmp / 'multirun'}",
+        f"hydra.run.dir={tmp / 'outputs'}",
+    ]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def client(tmp: Path):
+    """An MlflowClient on the test's store."""
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=f"sqlite:///{tmp / 'mlflow.db'}")
+
+
+def all_runs(tmp: Path):
+    """Every run of the 'ela' experiment in the test's store, oldest first."""
+    c = client(tmp)
+    exp = c.get_experiment_by_name("ela")
+    return c.search_runs([exp.experiment_id], order_by=["attributes.start_time ASC"])

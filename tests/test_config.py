@@ -1,0 +1,100 @@
+"""Config composition (Hydra compose API) and validation errors that name the bad key."""
+
+import pytest
+from conftest import LOCAL, REPO
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from ela import ElaError
+from ela.config import config_hash, to_container, validate
+
+PRECISIONS = ["fp32", "tf32", "fp16", "bf16", "fp16_pure", "bf16_pure"]
+
+
+def composed(*overrides: str):
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        return compose("config", overrides=list(overrides))
+
+
+def test_default_config_is_roberta_base_sst2_from_the_hub():
+    job = validate(composed())
+    assert job.model.path == "textattack/roberta-base-SST-2"
+    assert job.dataset.hub_id == "nyu-mll/glue" and job.dataset.split == "validation"
+    assert (job.precision.name, job.batch, job.seed, job.device) == ("fp32", 8, 0, "auto")
+    assert job.precision.tf32 is False  # fp32 means IEEE fp32, TF32 explicitly off
+    assert job.measure.min_window_s == 5.0
+
+
+@pytest.mark.parametrize("name", PRECISIONS)
+def test_every_precision_composes(name):
+    job = validate(composed(f"precision={name}", *LOCAL))
+    assert job.precision.name == name
+    assert job.run_name == f"{name}-b8-s0"
+    pure = name.endswith("_pure")
+    assert (job.precision.autocast_dtype is None) == (pure or name in ("fp32", "tf32"))
+    assert (job.precision.weights_dtype != "float32") == pure
+
+
+def test_batch_and_seed_are_plain_ints():
+    job = validate(composed("batch=64", "seed=3", *LOCAL))
+    assert (job.batch, job.seed) == (64, 3)
+
+
+def test_local_paths_from_environment(monkeypatch):
+    monkeypatch.setenv("ELA_MODEL_PATH", "/some/checkpoint")
+    monkeypatch.setenv("ELA_SST2_PATH", "/some/sst2")
+    job = validate(composed("model=local"))
+    assert job.model.path == "/some/checkpoint" and job.dataset.path == "/some/sst2"
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["batch=0"], "batch=0"),
+        (["batch=abc"], "batch='abc'"),
+        (["seed=-1"], "seed=-1"),
+        (["device=tpu"], "device='tpu'"),
+        (["measure.min_window_s=0"], "measure.min_window_s"),
+        (["measure.gpu_meter=rapl"], "measure.gpu_meter='rapl'"),
+        (["codecarbon.country_iso_code=France"], "codecarbon.country_iso_code"),
+        (["dataset.limit=0"], "dataset.limit"),
+        (["precision.weights_dtype=float8"], "precision.weights_dtype"),
+    ],
+)
+def test_bad_values_name_the_key(overrides, message):
+    with pytest.raises(ElaError, match=message.replace("(", r"\(")):
+        validate(composed(*LOCAL, *overrides))
+
+
+def test_local_model_without_a_path_says_how_to_set_it(monkeypatch):
+    monkeypatch.delenv("ELA_MODEL_PATH", raising=False)
+    with pytest.raises(ElaError, match="model.path is not set.*ELA_MODEL_PATH"):
+        validate(composed("model=local"))
+
+
+def test_unknown_keys_are_named():
+    data = to_container(composed(*LOCAL))
+    data["measure"]["window"] = 3
+    with pytest.raises(ElaError, match=r"measure\.window"):
+        validate(data)
+    data = to_container(composed(*LOCAL))
+    data["batchsize"] = 3
+    with pytest.raises(ElaError, match="batchsize"):
+        validate(data)
+
+
+def test_unknown_override_is_rejected_by_hydra():
+    with pytest.raises(Exception, match="batchsize"):
+        composed("batchsize=8")
+
+
+def test_config_hash_ignores_seed_and_bookkeeping_only():
+    base = to_container(composed(*LOCAL))
+    same = to_container(composed(*LOCAL, "seed=4", "tracking.experiment=other"))
+    other = to_container(composed(*LOCAL, "batch=1"))
+    assert config_hash(base) == config_hash(same)
+    assert config_hash(base) != config_hash(other)
+
+
+def test_resolved_config_is_plain_yaml():
+    assert "hydra" not in OmegaConf.create(to_container(composed(*LOCAL)))

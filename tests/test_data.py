@@ -1,0 +1,101 @@
+"""Loading labelled splits through `datasets` from local TSV/CSV/JSONL/Parquet, and tokenizing them."""
+
+from dataclasses import replace
+
+import pandas as pd
+import pytest
+from conftest import MODEL, SST2
+from transformers import AutoTokenizer
+
+from ela import ElaError
+from ela.config import DatasetConfig
+from ela.data import load_split, tokenize
+
+SST2_CFG = DatasetConfig(
+    name="sst2",
+    path=str(SST2),
+    hub_id="nyu-mll/glue",
+    hub_config="sst2",
+    split="validation",
+    local_file="dev.tsv",
+    text_column="sentence",
+    label_column="label",
+    label_names=["negative", "positive"],
+    limit=None,
+)
+
+
+def test_sst2_dev_from_the_local_folder():
+    split = load_split(SST2_CFG)
+    assert len(split.texts) == 872 and sum(split.labels) == 444  # README: 444 positive, 428 negative
+    assert split.texts[0].startswith("it 's a charming and often affecting journey")
+    assert split.labels[0] == 1 and split.source.endswith("dev.tsv")
+
+
+def test_limit_takes_the_first_rows_in_order():
+    split = load_split(replace(SST2_CFG, limit=5))
+    assert split.texts == load_split(SST2_CFG).texts[:5]
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet", ".tsv"])
+def test_other_file_types(tmp_path, suffix):
+    df = pd.DataFrame({"text": ["good film", "bad film", "fine"], "label": [1, 0, 1]})
+    path = tmp_path / f"data{suffix}"
+    {
+        ".csv": lambda: df.to_csv(path, index=False),
+        ".tsv": lambda: df.to_csv(path, index=False, sep="\t"),
+        ".jsonl": lambda: df.to_json(path, orient="records", lines=True),
+        ".parquet": lambda: df.to_parquet(path),
+    }[suffix]()
+    cfg = replace(SST2_CFG, path=str(path), text_column="text", local_file=None)
+    split = load_split(cfg)
+    assert split.texts == ["good film", "bad film", "fine"] and split.labels == [1, 0, 1]
+
+
+def test_string_labels_map_through_label_names(tmp_path):
+    path = tmp_path / "d.jsonl"
+    pd.DataFrame({"sentence": ["a", "b"], "label": ["positive", "negative"]}).to_json(
+        path, orient="records", lines=True
+    )
+    assert load_split(replace(SST2_CFG, path=str(path))).labels == [1, 0]
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"sentence\tscore\ngood\t1\n", "no column"),
+        (b"sentence\tlabel\ngood\t7\n", "outside the dataset's labels"),
+        (b"sentence\tlabel\ngood\tmaybe\n", "neither an integer"),
+        (b"sentence\tlabel\n", "empty"),
+        (b"sentence\tlabel\ncr\xe8me\t1\n", "could not read"),
+    ],
+)
+def test_bad_files_give_clear_errors(tmp_path, content, message):
+    path = tmp_path / "bad.tsv"
+    path.write_bytes(content)
+    with pytest.raises(ElaError, match=message):
+        load_split(replace(SST2_CFG, path=str(path)))
+
+
+def test_missing_path_and_unknown_type(tmp_path):
+    with pytest.raises(ElaError, match="does not exist"):
+        load_split(replace(SST2_CFG, path=str(tmp_path / "nope")))
+    (tmp_path / "d.xlsx").write_text("x")
+    with pytest.raises(ElaError, match="unsupported type"):
+        load_split(replace(SST2_CFG, path=str(tmp_path / "d.xlsx")))
+
+
+def test_hub_dataset_offline_is_one_clear_error(monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.delenv("HF_DATASETS_OFFLINE")
+    monkeypatch.setattr("ela.hub.hub_reachable", lambda: False)  # as on a machine without network
+    with pytest.raises(ElaError, match="Hub is unreachable.*dataset.path="):
+        load_split(replace(SST2_CFG, path=None))
+
+
+def test_tokenize_pads_each_batch_to_its_own_longest():
+    tok = AutoTokenizer.from_pretrained(MODEL)
+    texts = ["a", "a much longer sentence than the first one", "b c", "d"]
+    batches = tokenize(tok, texts, batch=2, max_length=6)
+    assert [b["input_ids"].shape for b in batches.inputs] == [(2, 6), (2, 4)]  # truncated at 6; dynamic padding
+    assert batches.token_lengths == [3, 6, 4, 3] and batches.num_samples == 4

@@ -1,0 +1,85 @@
+"""Model loading: trained heads load, untrained heads are refused, labels map by name."""
+
+from dataclasses import replace
+
+import pytest
+import torch
+from conftest import MODEL
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from ela import ElaError
+from ela.config import ModelConfig, PrecisionConfig
+from ela.device import check_precision, resolve_device
+from ela.models import label_map, load_model
+
+CFG = ModelConfig(name="minilm", path=str(MODEL), revision=None, max_length=64, allow_untrained_head=False)
+
+
+@pytest.fixture(scope="module")
+def headless_checkpoint(tmp_path_factory):
+    """The MiniLM encoder saved without its classifier: loading it as a classifier initialises a new head."""
+    out = tmp_path_factory.mktemp("headless")
+    AutoModelForSequenceClassification.from_pretrained(MODEL).bert.save_pretrained(out)
+    AutoTokenizer.from_pretrained(MODEL).save_pretrained(out)
+    return out
+
+
+def test_trained_checkpoint_loads_in_eval_mode():
+    loaded = load_model(CFG)
+    assert loaded.newly_initialized == [] and not loaded.model.training
+    assert next(loaded.model.parameters()).dtype == torch.float32
+    assert loaded.source == str(MODEL.resolve())
+
+
+def test_untrained_head_is_refused(headless_checkpoint):
+    with pytest.raises(ElaError, match="never trained.*allow_untrained_head=true"):
+        load_model(replace(CFG, path=str(headless_checkpoint)))
+
+
+def test_untrained_head_allowed_when_asked(headless_checkpoint):
+    loaded = load_model(replace(CFG, path=str(headless_checkpoint), allow_untrained_head=True))
+    assert any("classifier" in k for k in loaded.newly_initialized)
+
+
+def test_missing_local_checkpoint(tmp_path):
+    with pytest.raises(ElaError, match="no config.json"):
+        load_model(replace(CFG, path=str(tmp_path)))
+
+
+def test_hub_id_offline_is_one_clear_error(monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.delenv("HF_DATASETS_OFFLINE")
+    monkeypatch.setattr("ela.hub.hub_reachable", lambda: False)  # as on a machine without network
+    with pytest.raises(ElaError, match="Hub is unreachable.*model=local model.path="):
+        load_model(replace(CFG, path="textattack/roberta-base-SST-2"))
+
+
+def test_label_map_by_name_generic_and_mismatch():
+    model = load_model(CFG).model
+    assert label_map(model, ["negative", "positive"]) == [0, 1]
+    assert label_map(model, ["positive", "negative"]) == [1, 0]
+    assert label_map(model, None) == [0, 1]
+    with pytest.raises(ElaError, match="not among the model's labels"):
+        label_map(model, ["neg", "pos"])
+    model.config.id2label = {0: "LABEL_0", 1: "LABEL_1"}
+    assert label_map(model, ["negative", "positive"]) == [0, 1]
+
+
+def _precision(name, weights="float32", autocast=None, tf32=False):
+    return PrecisionConfig(name=name, weights_dtype=weights, autocast_dtype=autocast, tf32=tf32)
+
+
+def test_precisions_are_honest_about_the_cpu():
+    cpu = resolve_device("cpu")
+    with pytest.raises(ElaError, match="TF32.*only on CUDA"):
+        check_precision(_precision("tf32", tf32=True), cpu)
+    check_precision(_precision("fp32"), cpu)
+    check_precision(_precision("bf16", autocast="bfloat16"), cpu)
+    check_precision(_precision("bf16_pure", weights="bfloat16"), cpu)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_without_a_gpu_is_an_error():
+    with pytest.raises(ElaError, match="no CUDA GPU"):
+        resolve_device("cuda")
+    assert resolve_device("auto").type == "cpu"
