@@ -53,6 +53,7 @@ class PrecisionConfig:
 class MeasureConfig:
     warmup_batches: int
     min_window_s: float
+    repeats: int
     idle_settle_s: float
     idle_window_s: float
     gpu_meter: str
@@ -171,6 +172,7 @@ def validate(cfg: DictConfig | dict[str, Any]) -> JobConfig:
     _check(isinstance(p.tf32, bool), "precision.tf32", p.tf32, "true | false")
     _check(me.warmup_batches >= 0, "measure.warmup_batches", me.warmup_batches, ">= 0")
     _check(me.min_window_s > 0, "measure.min_window_s", me.min_window_s, "> 0 seconds")
+    _check(isinstance(me.repeats, int) and me.repeats >= 1, "measure.repeats", me.repeats, "an integer >= 1")
     _check(me.idle_settle_s >= 0, "measure.idle_settle_s", me.idle_settle_s, ">= 0 seconds")
     _check(me.idle_window_s > 0, "measure.idle_window_s", me.idle_window_s, "> 0 seconds")
     _check(me.gpu_meter in GPU_METERS, "measure.gpu_meter", me.gpu_meter, " | ".join(GPU_METERS))

@@ -26,6 +26,24 @@ class GpuInfo:
     power_limit_w: float
     handle: object
 
+    def tags(self) -> dict[str, str]:
+        """MLflow tags naming the card."""
+        import pynvml
+
+        try:
+            persistence = "on" if pynvml.nvmlDeviceGetPersistenceMode(self.handle) else "off"
+        except pynvml.NVMLError:
+            persistence = "unknown"
+        return {
+            "gpu.name": self.name,
+            "gpu.uuid": self.uuid,
+            "gpu.nvml_index": str(self.nvml_index),
+            "gpu.driver": self.driver,
+            "gpu.cuda_driver": self.cuda_driver,
+            "gpu.power_limit_w": f"{self.power_limit_w:.0f}",
+            "gpu.persistence_mode": persistence,
+        }
+
 
 def resolve_device(requested: str) -> torch.device:
     """`auto` -> cuda if available else cpu; `cuda` without a GPU is an error, not a fallback."""
@@ -105,6 +123,19 @@ def gpu_info(device: torch.device) -> GpuInfo:
         power_limit_w=pynvml.nvmlDeviceGetEnforcedPowerLimit(handle) / 1000.0,
         handle=handle,
     )
+
+
+def card_state(gpu: GpuInfo) -> dict[str, float]:
+    """Clocks, temperature and power limit right now (read between windows, never inside one)."""
+    import pynvml
+
+    h = pynvml
+    return {
+        "sm_clock_mhz": float(h.nvmlDeviceGetClockInfo(gpu.handle, h.NVML_CLOCK_SM)),
+        "mem_clock_mhz": float(h.nvmlDeviceGetClockInfo(gpu.handle, h.NVML_CLOCK_MEM)),
+        "temp_c": float(h.nvmlDeviceGetTemperature(gpu.handle, h.NVML_TEMPERATURE_GPU)),
+        "power_limit_w": h.nvmlDeviceGetEnforcedPowerLimit(gpu.handle) / 1000.0,
+    }
 
 
 @contextlib.contextmanager

@@ -23,6 +23,7 @@ from ela.device import (
     DTYPE,
     GpuInfo,
     autocast,
+    card_state,
     check_precision,
     clean_device,
     gpu_info,
@@ -32,7 +33,8 @@ from ela.device import (
     tf32_state,
 )
 from ela.measure import energy_window, idle_power_w, latency_pass, make_forward, predict, warmup
-from ela.meters import FakeCounter, MeasurementError, NvmlCounter, WindowMeter, dynamic_energy_j
+from ela.meters import FakeCounter, MeasurementError, NvmlCounter, WindowMeter
+from ela.metrics import accuracy_metrics, latency_metrics, window_metrics
 from ela.models import apply_precision, label_map, load_model
 
 log = logging.getLogger(__name__)
@@ -86,17 +88,18 @@ def measure_job(job: JobConfig, job_dir: Path, progress=None) -> JobOutcome:
         carbon = CarbonTracker(job.codecarbon, [gpu.nvml_index] if gpu else [], str(job_dir), job.run_name)
         carbon.start()
     try:
-        return _measure(job, device, meter, gpu, carbon, progress)
+        out = _measure(job, device, meter, gpu, progress)
+        _add_carbon(out, carbon, job)
+        return out
     finally:
         if carbon is not None:
             carbon.close()  # a crashed job must not leave CodeCarbon's sampler running
 
 
-def _measure(job: JobConfig, device: torch.device, meter, gpu, carbon, progress) -> JobOutcome:
-    out = JobOutcome()
-    sync = synchronizer(device)
-    step = (lambda name: progress.set_postfix_str(name)) if progress is not None else (lambda name: None)
-
+def _measure(job: JobConfig, device: torch.device, meter, gpu: GpuInfo | None, progress) -> JobOutcome:
+    """The job's whole measured sequence, in the order it runs."""
+    out, sync, me = JobOutcome(), synchronizer(device), job.measure
+    step = progress.set_postfix_str if progress is not None else (lambda name: None)
     with clean_device(device):
         step("load")
         split = load_split(job.dataset)
@@ -109,22 +112,27 @@ def _measure(job: JobConfig, device: torch.device, meter, gpu, carbon, progress)
         model = loaded.model.to(device)
 
         reference = None
-        if job.measure.fp32_reference and job.precision.name != "fp32":
-            step("fp32 reference")
+        if me.fp32_reference and job.precision.name != "fp32":
+            step("fp32 reference (untimed)")
             reference = predict(make_forward(model, contextlib.nullcontext), batches).argmax(-1)
 
         model = apply_precision(model, DTYPE[job.precision.weights_dtype], device)
         set_tf32(job.precision.tf32)
         forward = make_forward(model, lambda: autocast(job.precision, device))
+        idle_w = None
         if meter is not None:
             step("idle power")
-            idle_w = idle_power_w(meter, job.measure.idle_settle_s, job.measure.idle_window_s)
+            idle_w = idle_power_w(meter, me.idle_settle_s, me.idle_window_s)
         step("warm-up")
-        warmup(forward, batches, job.measure.warmup_batches, sync)
-        step("latency")
+        warmup(forward, batches, me.warmup_batches, sync)
+        step("latency pass")
         lat = latency_pass(forward, batches, sync)
-        step("energy window")
-        ew = energy_window(forward, batches, sync, meter, job.measure.min_window_s)
+        state_start = card_state(gpu) if gpu else {}
+        windows = []
+        for i in range(me.repeats):
+            step(f"energy window {i + 1}/{me.repeats}")
+            windows.append(energy_window(forward, batches, sync, meter, me.min_window_s))
+        state_end = card_state(gpu) if gpu else {}
         out.tags["ela.tf32"] = tf32_state()
         peak_mb = (
             torch.cuda.max_memory_allocated(device) / 2**20
@@ -134,36 +142,23 @@ def _measure(job: JobConfig, device: torch.device, meter, gpu, carbon, progress)
         del model, forward
 
     step("score")
-    probs = lat.logits.softmax(-1)
-    preds = probs.argmax(-1)
-    n = batches.num_samples
-    ms = np.asarray(lat.batch_ms)
     m = out.metrics
-    m["accuracy"] = float((preds == targets).float().mean())
-    m["num_samples"] = n
-    m["mean_token_length"] = float(np.mean(batches.token_lengths))
-    m["latency_ms_per_sample"] = float(ms.sum() / n)
-    m["batch_latency_ms_mean"] = float(ms.mean())
-    for q in (50, 90, 99):
-        m[f"batch_latency_ms_p{q}"] = float(np.percentile(ms, q))
-    m["throughput_samples_per_s"] = ew.samples / ew.duration_s
-    m["energy_window_s"] = ew.duration_s
-    m["energy_window_passes"] = ew.passes
-    m["peak_memory_mb"] = peak_mb
-    if ew.window is not None:
-        m["gpu_energy_j"] = ew.window.energy_j
-        m["energy_j_per_sample"] = ew.window.energy_j / ew.samples
-        m["idle_power_w"] = idle_w
-        m["avg_power_w"] = ew.window.avg_power_w
-        m["dynamic_energy_j"] = dynamic_energy_j(ew.window, idle_w)
-        m["dynamic_energy_j_per_sample"] = m["dynamic_energy_j"] / ew.samples
-    if reference is not None:
-        m["agreement_with_fp32"] = float((preds == reference).float().mean())
-    elif job.precision.name == "fp32":
+    m.update(accuracy_metrics(lat.logits, targets, reference))
+    if job.precision.name == "fp32" and me.fp32_reference:
         m["agreement_with_fp32"] = 1.0  # this run is the fp32 reference
+    m.update(latency_metrics(lat.batch_ms, batches.num_samples))
+    window_m, warnings = window_metrics(windows, idle_w)
+    m.update(window_m)
+    m["mean_token_length"] = float(np.mean(batches.token_lengths))
+    m["peak_memory_mb"] = peak_mb
+    m.update({f"gpu_{k}_start": v for k, v in state_start.items()})
+    m.update({f"gpu_{k}_end": v for k, v in state_end.items()})
+    for w in warnings:
+        log.warning("%s: %s", job.run_name, w)
+    if warnings:
+        out.tags["ela.warning.windows"] = "; ".join(warnings)
 
-    t = out.tags
-    t.update(
+    out.tags.update(
         {
             "ela.device": device.type,
             "ela.model_source": loaded.source,
@@ -172,64 +167,67 @@ def _measure(job: JobConfig, device: torch.device, meter, gpu, carbon, progress)
             "ela.attn_implementation": str(getattr(loaded.model.config, "_attn_implementation", "unknown")),
             "ela.label_map": json.dumps(mapping),
             "ela.method.latency": "perf_counter, device synchronised before and after every batch",
-            "ela.method.throughput": "energy window: whole passes, no per-batch synchronisation",
+            "ela.method.throughput": "energy windows: whole passes, no per-batch synchronisation",
             "ela.method.energy_gpu": meter.method if meter else "none",
             "ela.method.peak_memory": "cuda-max-allocated" if device.type == "cuda" else "process-peak-rss",
             "ela.method.accuracy": "argmax of logits from the latency pass vs dataset labels",
         }
     )
     if loaded.newly_initialized:
-        t["ela.newly_initialized_weights"] = ",".join(loaded.newly_initialized)
+        out.tags["ela.newly_initialized_weights"] = ",".join(loaded.newly_initialized)
     if gpu is not None:
-        t.update(
-            {
-                "gpu.name": gpu.name,
-                "gpu.uuid": gpu.uuid,
-                "gpu.nvml_index": str(gpu.nvml_index),
-                "gpu.driver": gpu.driver,
-                "gpu.cuda_driver": gpu.cuda_driver,
-                "gpu.power_limit_w": f"{gpu.power_limit_w:.0f}",
-            }
-        )
+        out.tags.update(gpu.tags())
 
-    rec = _stop(carbon, t)
-    if rec is not None:
-        m["codecarbon_energy_kwh"] = rec.energy_kwh
-        m["codecarbon_cpu_energy_kwh"] = rec.cpu_energy_kwh
-        m["codecarbon_ram_energy_kwh"] = rec.ram_energy_kwh
-        m["codecarbon_gpu_energy_kwh"] = rec.gpu_energy_kwh
-        m["codecarbon_duration_s"] = rec.duration_s
-        m["emissions_g"] = rec.emissions_g
-        t.update({f"ela.method.codecarbon_{k}": v for k, v in rec.methods.items()})
-        t["ela.method.emissions"] = f"codecarbon-offline({job.codecarbon.country_iso_code}), whole job"
-        out.files["codecarbon.json"] = json.dumps(rec.raw, indent=2, default=str)
-
+    probs = lat.logits.softmax(-1)
     table = pd.DataFrame(
         {
-            "index": np.arange(n),
+            "index": np.arange(batches.num_samples),
             "token_length": batches.token_lengths,
             "label": targets.numpy(),
-            "prediction": preds.numpy(),
+            "prediction": probs.argmax(-1).numpy(),
             "confidence": probs.max(-1).values.numpy(),
         }
     )
     if reference is not None:
         table["prediction_fp32"] = reference.numpy()
     out.files["predictions.csv"] = _csv(table)
-    out.files["batch_latency_ms.csv"] = _csv(pd.DataFrame({"batch": np.arange(len(ms)), "latency_ms": ms}))
+    out.files["batch_latency_ms.csv"] = _csv(pd.DataFrame({"latency_ms": lat.batch_ms}))
+    out.files["energy_windows.csv"] = _csv(
+        pd.DataFrame(
+            {
+                "duration_s": [w.duration_s for w in windows],
+                "passes": [w.passes for w in windows],
+                "samples": [w.samples for w in windows],
+                "energy_j": [w.window.energy_j if w.window else None for w in windows],
+            }
+        )
+    )
     return out
 
 
-def _stop(carbon: CarbonTracker | None, tags: dict[str, str]) -> CarbonRecord | None:
-    """Stop CodeCarbon; an invalid record is tagged and left out rather than failing the whole job."""
+def _add_carbon(out: JobOutcome, carbon: CarbonTracker | None, job: JobConfig) -> None:
+    """Stop CodeCarbon and add its whole-job figures; an invalid record is tagged and left out."""
     if carbon is None:
-        return None
+        return
     try:
-        return carbon.stop()
+        rec: CarbonRecord = carbon.stop()
     except MeasurementError as err:
-        tags["ela.invalid.codecarbon"] = str(err)
+        out.tags["ela.invalid.codecarbon"] = str(err)
         log.warning("CodeCarbon figures left out: %s", err)
-        return None
+        return
+    out.metrics.update(
+        {
+            "codecarbon_energy_kwh": rec.energy_kwh,
+            "codecarbon_cpu_energy_kwh": rec.cpu_energy_kwh,
+            "codecarbon_ram_energy_kwh": rec.ram_energy_kwh,
+            "codecarbon_gpu_energy_kwh": rec.gpu_energy_kwh,
+            "codecarbon_duration_s": rec.duration_s,
+            "emissions_g": rec.emissions_g,
+        }
+    )
+    out.tags.update({f"ela.method.codecarbon_{k}": v for k, v in rec.methods.items()})
+    out.tags["ela.method.emissions"] = f"codecarbon-offline({job.codecarbon.country_iso_code}), whole job"
+    out.files["codecarbon.json"] = json.dumps(rec.raw, indent=2, default=str)
 
 
 def _csv(df: pd.DataFrame) -> str:
