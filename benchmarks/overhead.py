@@ -79,7 +79,8 @@ def main() -> None:
     uuid = str(torch.cuda.get_device_properties(0).uuid)
     handle = pynvml.nvmlDeviceGetHandleByUUID(uuid if uuid.startswith("GPU-") else f"GPU-{uuid}")
     print(
-        f"card: {pynvml.nvmlDeviceGetName(handle)}, driver {pynvml.nvmlSystemGetDriverVersion()}, torch {torch.__version__}"
+        f"card: {pynvml.nvmlDeviceGetName(handle)}, driver {pynvml.nvmlSystemGetDriverVersion()}, "
+        f"torch {torch.__version__}"
     )
     tok = AutoTokenizer.from_pretrained(args.model)
     model = AutoModelForSequenceClassification.from_pretrained(args.model).eval().cuda()
@@ -131,7 +132,8 @@ def main() -> None:
     tracker.stop()
     cc_j = tracker.final_emissions_data.gpu_energy * 3.6e6
     print(
-        f"\nsame {secs:.1f} s window: NVML counter {joules:.1f} J, CodeCarbon GPU {cc_j:.1f} J (ratio {cc_j / joules:.3f})"
+        f"\nsame {secs:.1f} s window: NVML counter {joules:.1f} J, "
+        f"CodeCarbon GPU {cc_j:.1f} J (ratio {cc_j / joules:.3f})"
     )
     print("(CodeCarbon's span starts before the first and ends after the last synchronise: a few ms more)")
 
