@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import platform
 import socket
 import subprocess
@@ -21,7 +22,9 @@ def _version(package: str) -> str:
 
 @functools.cache
 def git_commit() -> str:
-    """Commit of the ela checkout (with `-dirty` if it has local changes), or `unknown`."""
+    """Commit of the ela checkout (with `-dirty` if it has local changes), `$ELA_GIT_COMMIT`, or `unknown`."""
+    if os.environ.get("ELA_GIT_COMMIT"):  # for copies of the tree without .git (e.g. a remote GPU box)
+        return os.environ["ELA_GIT_COMMIT"]
     repo = Path(__file__).resolve().parent.parent
     try:
         commit = subprocess.run(

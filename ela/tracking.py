@@ -19,7 +19,7 @@ MAX_TAG_CHARS = 5000
 
 def quiet() -> None:
     """Silence MLflow's and alembic's INFO chatter (database migrations, run URLs)."""
-    for name in ("mlflow", "alembic", "codecarbon", "urllib3"):
+    for name in ("mlflow", "alembic", "codecarbon", "urllib3", "datasets"):
         logging.getLogger(name).setLevel(logging.WARNING if name != "codecarbon" else logging.ERROR)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
