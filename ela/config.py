@@ -54,8 +54,10 @@ class MeasureConfig:
     warmup_batches: int
     min_window_s: float
     repeats: int
-    idle_settle_s: float
+    idle_max_settle_s: float
     idle_window_s: float
+    trace: bool
+    trace_interval_s: float
     gpu_meter: str
     fake_power_w: float
     fp32_reference: bool
@@ -173,7 +175,8 @@ def validate(cfg: DictConfig | dict[str, Any]) -> JobConfig:
     _check(me.warmup_batches >= 0, "measure.warmup_batches", me.warmup_batches, ">= 0")
     _check(me.min_window_s > 0, "measure.min_window_s", me.min_window_s, "> 0 seconds")
     _check(isinstance(me.repeats, int) and me.repeats >= 1, "measure.repeats", me.repeats, "an integer >= 1")
-    _check(me.idle_settle_s >= 0, "measure.idle_settle_s", me.idle_settle_s, ">= 0 seconds")
+    _check(me.idle_max_settle_s >= 0, "measure.idle_max_settle_s", me.idle_max_settle_s, ">= 0 seconds")
+    _check(me.trace_interval_s > 0, "measure.trace_interval_s", me.trace_interval_s, "> 0 seconds")
     _check(me.idle_window_s > 0, "measure.idle_window_s", me.idle_window_s, "> 0 seconds")
     _check(me.gpu_meter in GPU_METERS, "measure.gpu_meter", me.gpu_meter, " | ".join(GPU_METERS))
     cc = job.codecarbon

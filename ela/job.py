@@ -32,10 +32,12 @@ from ela.device import (
     synchronizer,
     tf32_state,
 )
-from ela.measure import energy_window, idle_power_w, latency_pass, make_forward, predict, warmup
-from ela.meters import FakeCounter, MeasurementError, NvmlCounter, WindowMeter
+from ela.measure import energy_window, idle_power, latency_pass, make_forward, predict, warmup
+from ela.meters import FakeCounter, MeasurementError, NvmlCounter, WindowMeter, tick_period_s
 from ela.metrics import accuracy_metrics, latency_metrics, window_metrics
 from ela.models import apply_precision, label_map, load_model
+from ela.plots import power_trace_png
+from ela.trace import PowerTrace
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +46,7 @@ log = logging.getLogger(__name__)
 class JobOutcome:
     metrics: dict[str, float] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
-    files: dict[str, str] = field(default_factory=dict)
+    files: dict[str, str | bytes] = field(default_factory=dict)
 
 
 def seed_everything(seed: int) -> None:
@@ -99,7 +101,27 @@ def measure_job(job: JobConfig, job_dir: Path, progress=None) -> JobOutcome:
 def _measure(job: JobConfig, device: torch.device, meter, gpu: GpuInfo | None, progress) -> JobOutcome:
     """The job's whole measured sequence, in the order it runs."""
     out, sync, me = JobOutcome(), synchronizer(device), job.measure
-    step = progress.set_postfix_str if progress is not None else (lambda name: None)
+    trace = PowerTrace(meter.counter, me.trace_interval_s).start() if meter is not None and me.trace else None
+
+    def step(name: str) -> None:
+        if progress is not None:
+            progress.set_postfix_str(name)
+        if trace is not None:
+            trace.mark(name)
+
+    try:
+        _run_phases(job, device, meter, gpu, step, sync, out)
+    finally:
+        if trace is not None:
+            df = trace.stop()
+            out.files["power_trace.csv"] = _csv(df)
+            out.files["power_trace.png"] = power_trace_png(df, f"{job.run_name}: {meter.method}")
+    return out
+
+
+def _run_phases(job: JobConfig, device: torch.device, meter, gpu, step, sync, out: JobOutcome) -> None:
+    """Load, reference, precision, idle, warm-up, latency pass, energy windows, then score."""
+    me = job.measure
     with clean_device(device):
         step("load")
         split = load_split(job.dataset)
@@ -119,10 +141,11 @@ def _measure(job: JobConfig, device: torch.device, meter, gpu: GpuInfo | None, p
         model = apply_precision(model, DTYPE[job.precision.weights_dtype], device)
         set_tf32(job.precision.tf32)
         forward = make_forward(model, lambda: autocast(job.precision, device))
-        idle_w = None
+        idle = tick_s = None
         if meter is not None:
             step("idle power")
-            idle_w = idle_power_w(meter, me.idle_settle_s, me.idle_window_s)
+            idle = idle_power(meter, me.idle_max_settle_s, me.idle_window_s)
+            tick_s = tick_period_s(meter.counter, max_s=0.6)
         step("warm-up")
         warmup(forward, batches, me.warmup_batches, sync)
         step("latency pass")
@@ -130,8 +153,9 @@ def _measure(job: JobConfig, device: torch.device, meter, gpu: GpuInfo | None, p
         state_start = card_state(gpu) if gpu else {}
         windows = []
         for i in range(me.repeats):
-            step(f"energy window {i + 1}/{me.repeats}")
+            step(f"window {i + 1}/{me.repeats}")
             windows.append(energy_window(forward, batches, sync, meter, me.min_window_s))
+        step("score")
         state_end = card_state(gpu) if gpu else {}
         out.tags["ela.tf32"] = tf32_state()
         peak_mb = (
@@ -141,14 +165,17 @@ def _measure(job: JobConfig, device: torch.device, meter, gpu: GpuInfo | None, p
         )
         del model, forward
 
-    step("score")
     m = out.metrics
     m.update(accuracy_metrics(lat.logits, targets, reference))
     if job.precision.name == "fp32" and me.fp32_reference:
         m["agreement_with_fp32"] = 1.0  # this run is the fp32 reference
     m.update(latency_metrics(lat.batch_ms, batches.num_samples))
-    window_m, warnings = window_metrics(windows, idle_w)
+    window_m, warnings = window_metrics(windows, idle.power_w if idle else None, tick_s)
     m.update(window_m)
+    if idle is not None:
+        m["idle_settle_s"] = idle.settle_s
+    if tick_s:
+        m["nvml_counter_tick_ms"] = tick_s * 1000
     m["mean_token_length"] = float(np.mean(batches.token_lengths))
     m["peak_memory_mb"] = peak_mb
     m.update({f"gpu_{k}_start": v for k, v in state_start.items()})
@@ -202,7 +229,6 @@ def _measure(job: JobConfig, device: torch.device, meter, gpu: GpuInfo | None, p
             }
         )
     )
-    return out
 
 
 def _add_carbon(out: JobOutcome, carbon: CarbonTracker | None, job: JobConfig) -> None:

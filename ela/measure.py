@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 
 from ela.data import Batches
-from ela.meters import Window, WindowMeter
+from ela.meters import Window, WindowMeter, settle
 
 Forward = Callable[[dict[str, torch.Tensor]], torch.Tensor]
 
@@ -91,10 +91,17 @@ def energy_window(
     return EnergyWindow(window=window, duration_s=duration, passes=passes, samples=passes * batches.num_samples)
 
 
-def idle_power_w(meter: WindowMeter, settle_s: float, window_s: float) -> float:
-    """Idle power with the model loaded: settle, then an energy window over a sleep."""
+@dataclass(frozen=True)
+class Idle:
+    power_w: float  # counter difference over the idle window
+    settle_s: float  # how long power took to stop falling before that
+
+
+def idle_power(meter: WindowMeter, max_settle_s: float, window_s: float) -> Idle:
+    """Idle power with the model loaded: wait until power stops falling, then a window over a sleep."""
     meter.sync()  # idle means nothing is queued on the device
-    time.sleep(settle_s)
+    read_power = getattr(meter.counter, "read_power_w", None)
+    waited = settle(read_power, max_settle_s) if read_power and max_settle_s > 0 else 0.0
     meter.begin_window("idle")
     time.sleep(window_s)
-    return meter.end_window("idle").avg_power_w
+    return Idle(power_w=meter.end_window("idle").avg_power_w, settle_s=waited)

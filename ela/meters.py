@@ -56,6 +56,10 @@ class NvmlCounter:
     def read_j(self) -> float:
         return self._nvml.nvmlDeviceGetTotalEnergyConsumption(self._handle) / 1000.0
 
+    def read_power_w(self) -> float:
+        """NVML's current power reading (for settling and traces, never for window energy)."""
+        return self._nvml.nvmlDeviceGetPowerUsage(self._handle) / 1000.0
+
 
 class FakeCounter:
     """Test double: a counter that integrates a constant power over wall-clock time."""
@@ -67,6 +71,9 @@ class FakeCounter:
 
     def read_j(self) -> float:
         return self._power_w * (self._clock() - self._t0)
+
+    def read_power_w(self) -> float:
+        return self._power_w
 
 
 class ReplayCounter:
@@ -129,3 +136,39 @@ class WindowMeter:
 def dynamic_energy_j(window: Window, idle_power_w: float) -> float:
     """Energy above the idle baseline: gross - idle power x window length."""
     return window.energy_j - idle_power_w * window.duration_s
+
+
+def tick_period_s(
+    counter: EnergyCounter, max_s: float = 1.0, clock: Callable[[], float] = time.perf_counter
+) -> float | None:
+    """How often the counter moves: median interval between changes seen by polling for up to max_s.
+
+    None when it moves on every read (a continuous counter such as the fake) or fewer than 3 changes
+    were seen. NVML's counter moves about every 100 ms, so a window needs >= 1 s for 10 ticks.
+    """
+    t_end, last, changes, reads = clock() + max_s, counter.read_j(), [], 0
+    while clock() < t_end:
+        value, reads = counter.read_j(), reads + 1
+        if value != last:
+            changes.append(clock())
+            last = value
+        time.sleep(0.002)
+    if len(changes) < 3 or len(changes) >= reads:
+        return None
+    gaps = sorted(b - a for a, b in zip(changes, changes[1:], strict=False))
+    return gaps[len(gaps) // 2]
+
+
+def settle(read_power_w: Callable[[], float], max_s: float, step_s: float = 0.5, rel_tol: float = 0.01) -> float:
+    """Wait until power stops falling (two steps without a drop of more than rel_tol), at most max_s.
+
+    Returns the seconds waited. Idle power right after work is high and decays (80-120 W seen on an
+    H200), so measuring it too early overstates idle and understates dynamic energy.
+    """
+    t0, previous, steady = time.perf_counter(), read_power_w(), 0
+    while steady < 2 and time.perf_counter() - t0 + step_s <= max_s:
+        time.sleep(step_s)
+        now = read_power_w()
+        steady = steady + 1 if now >= previous * (1 - rel_tol) else 0
+        previous = min(previous, now)
+    return time.perf_counter() - t0

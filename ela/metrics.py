@@ -6,6 +6,7 @@ import numpy as np
 import torch
 
 from ela.measure import EnergyWindow
+from ela.meters import dynamic_energy_j
 
 SHORT_WINDOW_S = 1.0  # NVML's counter ticks every ~100 ms: under 1 s a window sees < 10 ticks
 
@@ -31,7 +32,12 @@ def _mean_sd_cv(values: list[float], name: str) -> dict[str, float]:
     return out
 
 
-def window_metrics(windows: list[EnergyWindow], idle_power_w: float | None) -> tuple[dict[str, float], list[str]]:
+MIN_TICKS = 10
+
+
+def window_metrics(
+    windows: list[EnergyWindow], idle_power_w: float | None, tick_s: float | None = None
+) -> tuple[dict[str, float], list[str]]:
     """Mean (and SD, CV across repeats) of throughput and energy per sample; warnings for weak windows."""
     out: dict[str, float] = {"energy_windows": len(windows)}
     out.update(_mean_sd_cv([w.duration_s for w in windows], "energy_window_s"))
@@ -42,13 +48,21 @@ def window_metrics(windows: list[EnergyWindow], idle_power_w: float | None) -> t
         for i, w in enumerate(windows)
         if w.duration_s < SHORT_WINDOW_S
     ]
+    if tick_s:
+        ticks = [w.duration_s / tick_s for w in windows]
+        out["energy_window_ticks_min"] = min(ticks)
+        warnings += [
+            f"window {i} spans {n:.1f} counter ticks (< {MIN_TICKS}): quantisation error above ~10%"
+            for i, n in enumerate(ticks)
+            if n < MIN_TICKS
+        ]
     measured = [w for w in windows if w.window is not None]
     if measured and idle_power_w is not None:
         out["gpu_energy_j"] = float(np.mean([w.window.energy_j for w in measured]))
         out["avg_power_w"] = float(np.mean([w.window.avg_power_w for w in measured]))
         out["idle_power_w"] = idle_power_w
         out.update(_mean_sd_cv([w.window.energy_j / w.samples for w in measured], "energy_j_per_sample"))
-        dynamic = [(w.window.energy_j - idle_power_w * w.duration_s) for w in measured]
+        dynamic = [dynamic_energy_j(w.window, idle_power_w) for w in measured]
         out["dynamic_energy_j"] = float(np.mean(dynamic))
         out.update(
             _mean_sd_cv([d / w.samples for d, w in zip(dynamic, measured, strict=True)], "dynamic_energy_j_per_sample")

@@ -12,6 +12,9 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+# CUDA numbers GPUs like nvidia-smi/NVML do, so CUDA_VISIBLE_DEVICES=2 means the card NVML calls 2.
+os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
+
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode

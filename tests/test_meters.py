@@ -65,3 +65,34 @@ def test_fake_counter_integrates_constant_power():
     meter.begin_window("w")
     w = meter.end_window("w")
     assert w.energy_j == pytest.approx(100.0) and w.method == "fake-counter"
+
+
+class SteppedCounter:
+    """A counter that moves by 10 J every `period` seconds of real time, like NVML's ~100 ms ticks."""
+
+    method = "stepped"
+
+    def __init__(self, period: float) -> None:
+        import time
+
+        self.period, self.t0, self.time = period, time.perf_counter(), time.perf_counter
+
+    def read_j(self) -> float:
+        return 10.0 * int((self.time() - self.t0) / self.period)
+
+
+def test_tick_period_of_a_quantised_counter():
+    from ela.meters import tick_period_s
+
+    assert tick_period_s(SteppedCounter(0.05), max_s=0.5) == pytest.approx(0.05, abs=0.01)
+    assert tick_period_s(FakeCounter(100.0), max_s=0.1) is None  # continuous: no ticks to count
+
+
+def test_settle_waits_until_power_stops_falling():
+    from ela.meters import settle
+
+    readings = iter([200.0, 150.0, 120.0, 119.5, 119.8, 119.6])
+    waited = settle(lambda: next(readings), max_s=10, step_s=0.01)
+    assert 0.04 <= waited < 1.0  # 3 falling steps, then 2 steady ones
+    falling = iter(range(1000, 0, -10))
+    assert settle(lambda: float(next(falling)), max_s=0.05, step_s=0.01) <= 0.06  # capped

@@ -24,7 +24,7 @@ def sweep(tmp_path_factory):
         "dataset.limit=48",
         "measure.gpu_meter=fake",
         "measure.fake_power_w=150",
-        "measure.idle_settle_s=0",
+        "measure.idle_max_settle_s=0",
         "measure.idle_window_s=0.2",
         "measure.repeats=2",
     )
@@ -89,6 +89,10 @@ def test_children_carry_tags_params_and_artifacts(sweep):
     assert p["model.path"].endswith("minilm-l6-sst2") and p["measure.min_window_s"] == "0.2"
     names = {a.path for a in c.list_artifacts(run.info.run_id)}
     assert {"config.yaml", "predictions.csv", "batch_latency_ms.csv", "energy_windows.csv", "codecarbon.json"} <= names
+    assert {"power_trace.csv", "power_trace.png"} <= names
+    trace = Path(c.download_artifacts(run.info.run_id, "power_trace.csv")).read_text()
+    for phase in ("load", "idle power", "latency pass", "window 1/2", "window 2/2"):
+        assert f",{phase}," in trace
     windows = list(
         csv.DictReader(io.StringIO(Path(c.download_artifacts(run.info.run_id, "energy_windows.csv")).read_text()))
     )
