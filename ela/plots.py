@@ -8,6 +8,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 
@@ -39,3 +40,122 @@ def power_trace_png(trace: pd.DataFrame, title: str) -> bytes:
     fig.savefig(buf, format="png")
     plt.close(fig)
     return buf.getvalue()
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _errorbar_scatter(ax, df: pd.DataFrame, x: str, y: str, highlight: pd.Series | None = None) -> None:
+    """Points with 95% CI error bars (where there are CIs), labelled by config; front points filled."""
+    xerr, yerr = df.get(f"{x}_ci"), df.get(f"{y}_ci")
+    ax.errorbar(df[x], df[y], xerr=xerr, yerr=yerr, fmt="none", ecolor="grey", elinewidth=0.8, capsize=2)
+    on_front = highlight if highlight is not None else pd.Series(False, index=df.index)
+    ax.scatter(df.loc[~on_front, x], df.loc[~on_front, y], s=36, facecolors="white", edgecolors="black", zorder=3)
+    ax.scatter(df.loc[on_front, x], df.loc[on_front, y], s=48, color="tab:red", zorder=4, label="Pareto front")
+    if on_front.any():
+        front = df[on_front].sort_values(x)
+        ax.plot(front[x], front[y], color="tab:red", lw=1, zorder=2)
+    for _, r in df.iterrows():
+        ax.annotate(r["config"], (r[x], r[y]), textcoords="offset points", xytext=(4, 4), fontsize=7)
+
+
+def pareto_png(configs: pd.DataFrame, x: str, y: str, status: str, xlabel: str, ylabel: str, title: str) -> bytes:
+    """A two-objective front: every configuration with CIs, the front highlighted."""
+    import seaborn as sns
+
+    sns.set_theme(style="whitegrid", context="paper")
+    df = configs.dropna(subset=[x, y])
+    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
+    _errorbar_scatter(ax, df, x, y, df[status] == "front" if status in df else None)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    ax.legend(loc="best", fontsize=8)
+    return _png(fig)
+
+
+def bars_png(configs: pd.DataFrame, y: str, ylabel: str, title: str, threshold: float | None = None) -> bytes:
+    """A metric per precision, one bar per batch size, with 95% CI error bars across seeds."""
+    import seaborn as sns
+
+    sns.set_theme(style="whitegrid", context="paper")
+    df = configs.dropna(subset=[y])
+    order = list(dict.fromkeys(df["params.precision.name"]))
+    batches = sorted(df["params.batch"].unique())
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
+    sns.barplot(
+        data=df,
+        x="params.precision.name",
+        y=y,
+        hue="params.batch",
+        order=order,
+        hue_order=batches,
+        ax=ax,
+        errorbar=None,
+    )
+    # seaborn's own error bars would re-bootstrap; draw the t-based CIs that ela reports instead.
+    cis = df.set_index(["params.precision.name", "params.batch"]).get(f"{y}_ci")
+    for container, batch in zip(ax.containers, batches, strict=False):
+        for bar, precision in zip(container, order, strict=False):
+            ci = cis.get((precision, batch), np.nan) if cis is not None else np.nan
+            if pd.notna(ci):
+                ax.errorbar(bar.get_x() + bar.get_width() / 2, bar.get_height(), yerr=ci, color="black", capsize=2)
+    if threshold is not None:
+        ax.axhline(threshold, color="tab:red", ls="--", lw=1, label=f"quality threshold {threshold:.4f}")
+    ax.legend(title="batch", fontsize=8, loc="best")
+    ax.set(xlabel="precision", ylabel=ylabel, title=title)
+    return _png(fig)
+
+
+def accuracy_energy_png(configs: pd.DataFrame, threshold: float | None) -> bytes:
+    """Accuracy against energy per sample, with the quality threshold."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
+    df = configs.dropna(subset=["energy_j_per_sample", "accuracy"])
+    status = "front_energy_accuracy"
+    _errorbar_scatter(ax, df, "energy_j_per_sample", "accuracy", df[status] == "front" if status in df else None)
+    if threshold is not None:
+        ax.axhline(threshold, color="tab:red", ls="--", lw=1, label=f"quality threshold {threshold:.4f}")
+    ax.set(xlabel="GPU energy per sample [J]", ylabel="accuracy", title="Accuracy vs energy")
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def latency_throughput_png(configs: pd.DataFrame) -> bytes:
+    """Synchronised per-sample latency against window throughput."""
+    import seaborn as sns
+
+    sns.set_theme(style="whitegrid", context="paper")
+    df = configs.copy()
+    df["batch"] = df["params.batch"].astype(str)
+    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
+    sns.scatterplot(
+        data=df,
+        x="latency_ms_per_sample",
+        y="throughput_samples_per_s",
+        hue="params.precision.name",
+        style="batch",
+        s=70,
+        ax=ax,
+    )
+    ax.set(
+        xlabel="latency per sample, synchronised pass [ms]",
+        ylabel="throughput, energy windows [samples/s]",
+        title="Latency vs throughput",
+    )
+    return _png(fig)
+
+
+def difficulty_png(difficulty: pd.DataFrame, binning: str, xlabel: str) -> bytes:
+    """Accuracy per difficulty quintile, one line per precision x batch."""
+    import seaborn as sns
+
+    sns.set_theme(style="whitegrid", context="paper")
+    df = difficulty[difficulty["binning"] == binning].copy()
+    df["config"] = df["precision"] + "-b" + df["batch"].astype(str)
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
+    sns.lineplot(data=df, x="bin", y="accuracy", hue="config", marker="o", ax=ax)
+    ax.set(xlabel=xlabel, ylabel="accuracy", title=f"Accuracy by {xlabel}")
+    return _png(fig)

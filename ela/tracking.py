@@ -34,14 +34,21 @@ def tracking_uri(configured: str | None, launch_dir: str | os.PathLike) -> str:
 class Tracker:
     """A thin, explicit wrapper of MlflowClient for one tracking URI and experiment."""
 
-    def __init__(self, uri: str, experiment: str) -> None:
+    def __init__(self, uri: str, experiment: str, create: bool = True) -> None:
         from mlflow.tracking import MlflowClient
 
         quiet()
         self.uri = uri
+        if not create and uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+            raise ElaError(f"no MLflow store at {uri}: run a sweep first, or pass its tracking URI")
         self.client = MlflowClient(tracking_uri=uri)
         try:
-            self.experiment_id = self._experiment(experiment)
+            exp = None if create else self.client.get_experiment_by_name(experiment)
+            if not create and exp is None:
+                raise ElaError(f"no experiment {experiment!r} in {uri}")
+            self.experiment_id = exp.experiment_id if exp else self._experiment(experiment)
+        except ElaError:
+            raise
         except Exception as err:
             raise ElaError(f"cannot use MLflow tracking URI {uri!r}: {type(err).__name__}: {err}") from err
 

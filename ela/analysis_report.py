@@ -1,0 +1,171 @@
+"""Output of `ela.analyze`: terminal summary, CSV tables, plots, and a Markdown + self-contained HTML report."""
+
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+
+import pandas as pd
+
+from ela import plots
+from ela.analyze import ACCURACY, EMISSIONS, ENERGY, LATENCY, Analysis
+
+# Summary columns: (column, header, format); "±" adds the CI half-width where there is one.
+SUMMARY = (
+    ("n_seeds", "seeds", "{:.0f}"),
+    (ACCURACY, "accuracy ±CI", "{:.4f}"),
+    (LATENCY, "ms/sample ±CI", "{:.3f}"),
+    (ENERGY, "J/sample ±CI", "{:.4f}"),
+    ("dynamic_energy_j_per_sample", "dyn J/sample ±CI", "{:.4f}"),
+    (EMISSIONS, "mgCO2e/sample", "{:.4f}"),
+    ("speedup_vs_fp32", "speed-up vs fp32", "{:.2f}x"),
+    ("energy_saving_vs_fp32", "energy saving vs fp32", "{:.1%}"),
+    ("quality_ok", "quality ok", "{}"),
+    ("front_latency_energy_quality", "latency-energy front", "{}"),
+)
+
+
+def summary_frame(a: Analysis) -> pd.DataFrame:
+    """The per-configuration table shown in the terminal and the report."""
+    rows = []
+    for _, r in a.configs.sort_values(["params.precision.name", "params.batch"]).iterrows():
+        row = {"config": r["config"]}
+        for col, header, fmt in SUMMARY:
+            if col not in r or pd.isna(r[col]):
+                row[header] = "-"
+                continue
+            text = fmt.format(r[col])
+            ci = r.get(f"{col}_ci")
+            row[header] = f"{text} ±{fmt.format(ci)}" if "±" in header and pd.notna(ci) else text
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def summary_text(a: Analysis) -> str:
+    """What the terminal shows: the table, the recommendations, the failed jobs, the notes."""
+    lines = [
+        f"[ela] sweep {a.parent.info.run_name} ({a.parent.info.run_id[:8]}): {len(a.runs)} finished jobs, "
+        f"{len(a.failed)} failed, {len(a.configs)} configurations",
+        summary_frame(a).to_string(index=False),
+        "",
+    ]
+    lines += [f"recommended ({k}): {v}" for k, v in a.recommendations.items()]
+    if len(a.failed):
+        lines.append("failed jobs:")
+        lines += [
+            f"  {r['tags.mlflow.runName']}: {r.get('tags.ela.error', '') or r['status']}"
+            for _, r in a.failed.iterrows()
+        ]
+    lines += [f"note: {n}" for n in a.notes]
+    return "\n".join(lines)
+
+
+def figures(a: Analysis) -> dict[str, bytes]:
+    """Every plot this sweep supports, as PNG bytes by file name."""
+    c, threshold = a.configs, a.quality_threshold
+    out = {
+        "accuracy_by_precision.png": plots.bars_png(c, ACCURACY, "accuracy", "Accuracy by precision", threshold),
+        "latency_vs_throughput.png": plots.latency_throughput_png(c),
+    }
+    if ENERGY in c:
+        out["energy_by_precision.png"] = plots.bars_png(c, ENERGY, "GPU energy per sample [J]", "Energy by precision")
+        out["pareto_latency_energy.png"] = plots.pareto_png(
+            c,
+            LATENCY,
+            ENERGY,
+            "front_latency_energy",
+            "latency per sample [ms]",
+            "GPU energy per sample [J]",
+            "Latency-energy trade-off (95% CIs; front in red)",
+        )
+        out["accuracy_vs_energy.png"] = plots.accuracy_energy_png(c, threshold)
+    if EMISSIONS in c:
+        out["pareto_latency_emissions.png"] = plots.pareto_png(
+            c,
+            LATENCY,
+            EMISSIONS,
+            "front_latency_emissions",
+            "latency per sample [ms]",
+            "emissions per sample [mg CO2e]",
+            "Latency-emissions trade-off (95% CIs; front in red)",
+        )
+    if not a.difficulty.empty:
+        out["difficulty_by_length.png"] = plots.difficulty_png(a.difficulty, "length_quintile", "token-length quintile")
+        if (a.difficulty["binning"] == "fp32_confidence_quintile").any():
+            out["difficulty_by_fp32_confidence.png"] = plots.difficulty_png(
+                a.difficulty, "fp32_confidence_quintile", "fp32-confidence quintile"
+            )
+    return out
+
+
+def write_outputs(a: Analysis, out: Path) -> list[Path]:
+    """Write CSV tables, plots, report.md and report.html into out; return the files written."""
+    (out / "plots").mkdir(parents=True, exist_ok=True)
+    written = []
+    tables = {"configs.csv": a.configs, "runs.csv": a.runs, "failed.csv": a.failed, "difficulty.csv": a.difficulty}
+    for name, df in tables.items():
+        df.to_csv(out / name, index=False)
+        written.append(out / name)
+    figs = figures(a)
+    for name, png in figs.items():
+        (out / "plots" / name).write_bytes(png)
+        written.append(out / "plots" / name)
+    summary = summary_frame(a)
+    (out / "report.md").write_text(_markdown(a, summary, figs))
+    (out / "report.html").write_text(_html(a, summary, figs))
+    return [*written, out / "report.md", out / "report.html"]
+
+
+def _markdown(a: Analysis, summary: pd.DataFrame, figs: dict[str, bytes]) -> str:
+    parts = [
+        f"# ela report: sweep {a.parent.info.run_name}",
+        f"Parent run `{a.parent.info.run_id}`; {len(a.runs)} finished jobs, {len(a.failed)} failed.",
+        "## Configurations",
+        summary.to_markdown(index=False) if _has_tabulate() else "```\n" + summary.to_string(index=False) + "\n```",
+        "## Recommendations",
+        *[f"- **{k}**: {v}" for k, v in a.recommendations.items()],
+        "## Notes",
+        *[f"- {n}" for n in a.notes],
+    ]
+    if len(a.failed):
+        parts += [
+            "## Failed jobs",
+            *[f"- {r['tags.mlflow.runName']}: {r.get('tags.ela.error', '')}" for _, r in a.failed.iterrows()],
+        ]
+    parts += ["## Plots", *[f"![{n}](plots/{n})" for n in figs]]
+    return "\n\n".join(parts) + "\n"
+
+
+def _html(a: Analysis, summary: pd.DataFrame, figs: dict[str, bytes]) -> str:
+    imgs = "".join(
+        f'<figure><img alt="{n}" src="data:image/png;base64,{base64.b64encode(png).decode()}"/>'
+        f"<figcaption>{n}</figcaption></figure>"
+        for n, png in figs.items()
+    )
+    recs = "".join(f"<li><b>{html.escape(k)}</b>: {html.escape(v)}</li>" for k, v in a.recommendations.items())
+    notes = "".join(f"<li>{html.escape(n)}</li>" for n in a.notes)
+    failed = "".join(
+        f"<li>{html.escape(str(r['tags.mlflow.runName']))}: {html.escape(str(r.get('tags.ela.error', '')))}</li>"
+        for _, r in a.failed.iterrows()
+    )
+    title = f"ela report: sweep {html.escape(a.parent.info.run_name)}"
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>{title}</title>
+<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}
+table{{border-collapse:collapse;font-size:13px}}
+td,th{{border:1px solid #ccc;padding:3px 6px}}
+figure{{display:inline-block;margin:8px}}img{{max-width:520px}}</style></head>
+<body><h1>{title}</h1>
+<p>Parent run <code>{a.parent.info.run_id}</code>; {len(a.runs)} finished jobs, {len(a.failed)} failed.</p>
+<h2>Configurations</h2>{summary.to_html(index=False, border=0)}
+<h2>Recommendations</h2><ul>{recs}</ul><h2>Notes</h2><ul>{notes}</ul>
+{"<h2>Failed jobs</h2><ul>" + failed + "</ul>" if failed else ""}<h2>Plots</h2>{imgs}</body></html>
+"""
+
+
+def _has_tabulate() -> bool:
+    try:
+        import tabulate  # noqa: F401
+    except ImportError:
+        return False
+    return True
