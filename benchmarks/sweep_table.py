@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ela.report import formatted, runs_table
 from ela.tracking import Tracker, tracking_uri
 
 COLUMNS = (
@@ -53,15 +54,11 @@ def main() -> None:
             f"torch {t.get('version.torch')}, transformers {t.get('version.transformers')}, "
             f"model {t.get('ela.model_source')}, energy {t.get('ela.method.energy_gpu')}\n"
         )
-    print("| run | " + " | ".join(h for _, h, _ in COLUMNS) + " |")
-    print("|---|" + "---|" * len(COLUMNS))
-    for r in runs:
-        if r.info.status != "FINISHED":
-            print(f"| {r.info.run_name} | {r.info.status}: {r.data.tags.get('ela.error', '')[:100]} |")
-            continue
-        m = r.data.metrics
-        cells = [fmt.format(m[k]) if k in m else "-" for k, _, fmt in COLUMNS]
-        print(f"| {r.info.run_name} | " + " | ".join(cells) + " |")
+    table = formatted(runs_table(runs, COLUMNS), COLUMNS)
+    print("| " + " | ".join(table.columns) + " |")
+    print("|---" * len(table.columns) + "|")
+    for row in table.itertuples(index=False):
+        print("| " + " | ".join(map(str, row)) + " |")
 
 
 if __name__ == "__main__":

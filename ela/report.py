@@ -40,26 +40,30 @@ def summary_line(name: str, status: str, metrics: dict[str, float], tags: dict[s
     return f"[ela] {name} FINISHED " + " | ".join(parts) + f" | run {run_id[:8]}"
 
 
-def runs_table(runs: list[Any]) -> pd.DataFrame:
-    """One row per MLflow run: name, status, the key metrics, and the error of failed jobs."""
+def runs_table(runs: list[Any], columns: tuple = TABLE) -> pd.DataFrame:
+    """One row per MLflow run: name, status, the metrics in columns, and the error of failed jobs."""
     rows = []
     for run in runs:
         row: dict[str, Any] = {"run": run.info.run_name, "status": run.info.status}
-        for key, header, _ in TABLE:
+        for key, header, _ in columns:
             row[header] = run.data.metrics.get(key)
         row["error"] = run.data.tags.get("ela.error", "")
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def format_table(df: pd.DataFrame) -> str:
-    """The table as aligned text, with '-' where a metric does not apply."""
+def formatted(df: pd.DataFrame, columns: tuple = TABLE) -> pd.DataFrame:
+    """Metric columns as text in their formats, '-' where a metric does not apply; errors dropped if none."""
     shown = df.copy()
-    for _, header, fmt in TABLE:
+    for _, header, fmt in columns:
         if header in shown:
             shown[header] = [("-" if pd.isna(v) else fmt.format(v)) for v in shown[header]]
     if "error" in shown and not shown["error"].astype(bool).any():
-        shown = shown.drop(columns="error")
-    else:
-        shown["error"] = shown["error"].str.slice(0, 80)
-    return shown.to_string(index=False)
+        return shown.drop(columns="error")
+    shown["error"] = shown["error"].str.slice(0, 100)
+    return shown
+
+
+def format_table(df: pd.DataFrame) -> str:
+    """The table as aligned text."""
+    return formatted(df).to_string(index=False)

@@ -30,15 +30,19 @@ class PowerTrace:
         return self
 
     def mark(self, phase: str) -> None:
-        """Label the samples from now on with this phase (e.g. `window 2`)."""
+        """Label the samples from now on with this phase (e.g. `window 2`); sample once right away so
+        even a phase shorter than the interval shows up. Called between phases, never inside a window."""
         self._phase = phase
+        self._sample()
+
+    def _sample(self) -> None:
+        read_power = getattr(self._counter, "read_power_w", None)
+        power = read_power() if read_power else None
+        self._rows.append((time.perf_counter() - self._t0, self._phase, self._counter.read_j(), power))
 
     def _run(self) -> None:
-        read_power = getattr(self._counter, "read_power_w", None)
         while not self._stop.is_set():
-            t = time.perf_counter() - self._t0
-            power = read_power() if read_power else None
-            self._rows.append((t, self._phase, self._counter.read_j(), power))
+            self._sample()
             self._stop.wait(self._interval)
 
     def stop(self) -> pd.DataFrame:
@@ -46,6 +50,7 @@ class PowerTrace:
         self._stop.set()
         self._thread.join(timeout=5)
         df = pd.DataFrame(self._rows, columns=["t_s", "phase", "energy_j", "power_w"])
+        df = df.sort_values("t_s", kind="stable").reset_index(drop=True)  # two threads append
         if len(df):
             df["energy_j"] -= df["energy_j"].iloc[0]
         return df

@@ -25,6 +25,9 @@ LOCAL = [
     "measure.warmup_batches=2",
     "measure.min_window_s=0.2",
 ]
+# The GPU energy path on a CPU machine: the fake meter (150 W, tagged fake-counter), no idle settling.
+FAKE_GPU = ["measure.gpu_meter=fake", "measure.fake_power_w=150", "measure.idle_max_settle_s=0"]
+PARENT = "mlflow.parentRunId"
 
 
 @pytest.fixture(scope="session", autouse=True)

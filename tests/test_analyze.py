@@ -5,9 +5,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import LOCAL, REPO, all_runs, client, run_ela
-
-PARENT = "mlflow.parentRunId"
+from conftest import FAKE_GPU, LOCAL, PARENT, REPO, all_runs, client, run_ela
 
 
 @pytest.fixture(scope="module")
@@ -20,8 +18,7 @@ def swept(tmp_path_factory):
         "seed=0,1",
         *LOCAL,
         "dataset.limit=40",
-        "measure.gpu_meter=fake",
-        "measure.idle_max_settle_s=0",
+        *FAKE_GPU,
         "measure.idle_window_s=0.1",
         "measure.repeats=1",
         "measure.min_window_s=0.1",

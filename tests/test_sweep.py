@@ -6,10 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import LOCAL, all_runs, client, run_ela
+from conftest import FAKE_GPU, LOCAL, PARENT, all_runs, client, run_ela
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-PARENT = "mlflow.parentRunId"
 
 
 @pytest.fixture(scope="module")
@@ -22,9 +20,7 @@ def sweep(tmp_path_factory):
         "batch=1,8",
         *LOCAL,
         "dataset.limit=48",
-        "measure.gpu_meter=fake",
-        "measure.fake_power_w=150",
-        "measure.idle_max_settle_s=0",
+        *FAKE_GPU,
         "measure.idle_window_s=0.2",
         "measure.repeats=2",
     )
