@@ -57,12 +57,21 @@ class Tracker:
         if exp is not None:
             return exp.experiment_id
         try:
-            return self.client.create_experiment(name)
+            # MLflow 3's UI opens GenAI views unless told this experiment holds model runs.
+            tags = {"mlflow.experimentKind": "custom_model_development"}
+            return self.client.create_experiment(name, artifact_location=self._artifact_root(name), tags=tags)
         except Exception:  # another process created it first
             exp = self.client.get_experiment_by_name(name)
             if exp is None:
                 raise
             return exp.experiment_id
+
+    def _artifact_root(self, experiment: str) -> str | None:
+        """Artifacts of a SQLite store live beside its database (not in whatever folder ran first)."""
+        if not self.uri.startswith("sqlite:///"):
+            return None  # a tracking server decides where artifacts go
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in experiment)
+        return str(Path(self.uri.removeprefix("sqlite:///")).parent / "mlruns" / safe)
 
     def start_run(self, name: str, parent_id: str | None = None, tags: dict[str, str] | None = None) -> str:
         """Create a RUNNING run (a child of parent_id if given) and return its id."""
