@@ -15,7 +15,7 @@ DTYPES = ("float32", "float16", "bfloat16")
 DEVICES = ("auto", "cuda", "cpu")
 GPU_METERS = ("auto", "nvml", "fake", "none")
 # Keys that describe bookkeeping, not the measured work: excluded from the config hash.
-BOOKKEEPING = ("seed", "tracking", "codecarbon", "hydra")
+BOOKKEEPING = ("seed", "resume", "gpus", "tracking", "codecarbon", "hydra")
 
 
 @dataclass(frozen=True)
@@ -86,6 +86,8 @@ class JobConfig:
     batch: int
     seed: int
     device: str
+    gpus: str | list[int] | None
+    resume: bool
     measure: MeasureConfig
     codecarbon: CodeCarbonConfig
     tracking: TrackingConfig
@@ -104,7 +106,7 @@ SECTIONS = {
     "codecarbon": CodeCarbonConfig,
     "tracking": TrackingConfig,
 }
-PLAIN_KEYS = {"batch": int, "seed": int, "device": str}
+PLAIN_KEYS = {"batch": int, "seed": int, "device": str, "resume": bool}
 
 
 def to_container(cfg: DictConfig) -> dict[str, Any]:
@@ -139,18 +141,26 @@ def validate(cfg: DictConfig | dict[str, Any]) -> JobConfig:
     """Turn the resolved config into a JobConfig, or raise ElaError naming the bad key."""
     data = to_container(cfg) if isinstance(cfg, DictConfig) else dict(cfg)
     data.pop("hydra", None)
-    unknown = sorted(set(data) - set(SECTIONS) - set(PLAIN_KEYS))
+    unknown = sorted(set(data) - set(SECTIONS) - set(PLAIN_KEYS) - {"gpus"})
     if unknown:
         raise ElaError(f"unknown config key(s): {', '.join(unknown)}")
     for key, typ in PLAIN_KEYS.items():
         value = data.get(key)
-        _check(isinstance(value, typ) and not isinstance(value, bool), key, value, typ.__name__)
+        _check(isinstance(value, typ) and (typ is bool or not isinstance(value, bool)), key, value, typ.__name__)
     sections = {name: _section(name, cls, data.get(name)) for name, cls in SECTIONS.items()}
-    job = JobConfig(**sections, batch=data["batch"], seed=data["seed"], device=data["device"])
+    job = JobConfig(**sections, **{k: data[k] for k in PLAIN_KEYS}, gpus=data.get("gpus"))
 
     _check(job.batch >= 1, "batch", job.batch, "an integer >= 1")
     _check(job.seed >= 0, "seed", job.seed, "an integer >= 0")
     _check(job.device in DEVICES, "device", job.device, " | ".join(DEVICES))
+    _check(
+        job.gpus is None
+        or job.gpus == "all"
+        or (isinstance(job.gpus, list) and all(isinstance(g, int) for g in job.gpus)),
+        "gpus",
+        job.gpus,
+        "null | all | a list of CUDA device indices such as [0,1]",
+    )
     m, d, p, me = job.model, job.dataset, job.precision, job.measure
     if not m.path:
         raise ElaError(
@@ -191,9 +201,10 @@ def validate(cfg: DictConfig | dict[str, Any]) -> JobConfig:
     return job
 
 
-def config_hash(data: dict[str, Any]) -> str:
-    """Hash of everything that defines the measured work (not seed or bookkeeping)."""
-    work = {k: v for k, v in data.items() if k not in BOOKKEEPING}
+def config_hash(data: dict[str, Any], with_seed: bool = False) -> str:
+    """Hash of everything that defines the measured work: not bookkeeping, and not the seed unless asked
+    (without: groups the seeds of one configuration; with: identifies one job, for resume)."""
+    work = {k: v for k, v in data.items() if k not in BOOKKEEPING or (with_seed and k == "seed")}
     return hashlib.sha256(json.dumps(work, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

@@ -45,12 +45,16 @@ class GpuInfo:
         }
 
 
-def resolve_device(requested: str) -> torch.device:
-    """`auto` -> cuda if available else cpu; `cuda` without a GPU is an error, not a fallback."""
+def resolve_device(requested: str, index: int | None = None) -> torch.device:
+    """`auto` -> cuda if available else cpu; `cuda` without a GPU is an error, not a fallback.
+    index: the CUDA device a job claimed (gpus=...), made current so nothing lands elsewhere."""
     if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        requested = "cuda" if torch.cuda.is_available() else "cpu"
     if requested == "cuda" and not torch.cuda.is_available():
         raise ElaError("device=cuda but torch sees no CUDA GPU; use device=cpu or device=auto")
+    if requested == "cuda" and index is not None:
+        torch.cuda.set_device(index)
+        return torch.device("cuda", index)
     return torch.device(requested)
 
 

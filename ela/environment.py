@@ -51,6 +51,7 @@ def environment_tags() -> dict[str, str]:
         "ela.version": __version__,
         "ela.git_commit": git_commit(),
         "host.name": socket.gethostname(),
+        "ela.pid": str(os.getpid()),  # lets a resumed sweep tell a dead process's RUNNING run from a live one
         "host.cpu": platform.processor() or platform.machine(),
         "host.python": platform.python_version(),
         "torch.cuda_runtime": str(torch.version.cuda),

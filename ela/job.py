@@ -32,6 +32,7 @@ from ela.device import (
     synchronizer,
     tf32_state,
 )
+from ela.gpu_pool import claim_gpu
 from ela.measure import energy_window, idle_power, latency_pass, make_forward, predict, warmup
 from ela.meters import FakeCounter, MeasurementError, NvmlCounter, WindowMeter, tick_period_s
 from ela.metrics import accuracy_metrics, latency_metrics, window_metrics
@@ -80,8 +81,14 @@ def make_meter(job: JobConfig, device: torch.device) -> tuple[WindowMeter | None
 
 
 def measure_job(job: JobConfig, job_dir: Path, progress=None) -> JobOutcome:
-    """Run one configured job end to end and return what it measured."""
-    device = resolve_device(job.device)
+    """Run one configured job end to end (on a GPU of its own when gpus= is set)."""
+    if job.gpus is not None and resolve_device(job.device).type != "cuda":
+        raise ElaError(f"gpus={job.gpus} needs CUDA GPUs; this job runs on CPU (leave gpus=null)")
+    with claim_gpu(job.gpus) as index:
+        return _measure_on(job, resolve_device(job.device, index), job_dir, progress)
+
+
+def _measure_on(job: JobConfig, device: torch.device, job_dir: Path, progress) -> JobOutcome:
     check_precision(job.precision, device)
     seed_everything(job.seed)
     meter, gpu = make_meter(job, device)

@@ -6,6 +6,7 @@ python -m ela.run -m precision=fp32,tf32,fp16,bf16 batch=1,8
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
 import traceback
@@ -38,11 +39,16 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
     parent = os.environ.get(PARENT_ENV) if multirun else None
     precision = data.get("precision", {}).get("name", "?")
     name = f"{precision}-b{data.get('batch')}-s{data.get('seed')}"
+    run_hash = config_hash(data, with_seed=True)
+    if data.get("resume") and (done := tracker.finished_run(run_hash)):
+        print(f"[ela] {name} SKIPPED: already FINISHED as run {done[:8]} (resume=true)", flush=True)
+        return {"run_id": done, "status": "SKIPPED"}
     run_id = tracker.start_run(
         name,
         parent_id=parent,
         tags={
             "ela.config_hash": config_hash(data),
+            "ela.run_hash": run_hash,
             "ela.sweep_id": parent or "",
             "ela.job_dir": hc.runtime.output_dir,
             "ela.overrides": " ".join(hc.overrides.task),
@@ -65,9 +71,13 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
         progress.close()
         print(summary_line(name, "FINISHED", outcome.metrics, outcome.tags, run_id), flush=True)
         return {"run_id": run_id, "status": "FINISHED"}
-    except KeyboardInterrupt:
-        tracker.set_tags(run_id, {"ela.error_type": "KeyboardInterrupt"})
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (see main): nothing may be left RUNNING
+        tracker.set_tags(run_id, {"ela.error_type": "KeyboardInterrupt", "ela.error": "interrupted"})
         tracker.end_run(run_id, "KILLED")
+        if parent:
+            tracker.set_tags(parent, {"ela.error": f"interrupted during {name}"})
+            tracker.end_run(parent, "KILLED")
+        print(f"[ela] {name} KILLED (interrupted); sweep run closed", file=sys.stderr, flush=True)
         raise
     except Exception as err:  # noqa: BLE001 - a job's crash is a logged failure, not the sweep's
         progress.close()
@@ -79,6 +89,24 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
         if not multirun:
             sys.exit(1)
         return {"run_id": run_id, "status": "FAILED", "error": message}
+    finally:
+        release_device()
+
+
+def release_device() -> None:
+    """Free what a job left on the GPU (a crash's traceback can hold its tensors) before the next one."""
+    import gc
+
+    gc.collect()
+    if "torch" in sys.modules:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
@@ -88,4 +116,5 @@ def main(cfg: DictConfig) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, _interrupt)  # a scheduler's SIGTERM closes runs like Ctrl-C does
     main()

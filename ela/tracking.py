@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from ela import ElaError
 
@@ -39,6 +41,8 @@ class Tracker:
 
         quiet()
         self.uri = uri
+        if uri.startswith(("http://", "https://")):
+            _check_reachable(uri)  # seconds, instead of MLflow's minutes of HTTP retries
         if not create and uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
             raise ElaError(f"no MLflow store at {uri}: run a sweep first, or pass its tracking URI")
         self.client = MlflowClient(tracking_uri=uri)
@@ -114,6 +118,27 @@ class Tracker:
     def end_run(self, run_id: str, status: str) -> None:
         self.client.set_terminated(run_id, status=status)
 
+    def finished_run(self, run_hash: str) -> str | None:
+        """Id of a FINISHED run of this exact job (config and seed) in the experiment, if any."""
+        runs = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.`ela.run_hash` = '{run_hash}' and attributes.status = 'FINISHED'",
+            max_results=1,
+        )
+        return runs[0].info.run_id if runs else None
+
+    def fail_stale_runs(self, host: str) -> list[str]:
+        """Mark FAILED every RUNNING run started on this host by a process that no longer exists."""
+        stale = []
+        for run in self.client.search_runs([self.experiment_id], "attributes.status = 'RUNNING'", max_results=50000):
+            tags = run.data.tags
+            if tags.get("host.name") != host or not tags.get("ela.pid", "").isdigit() or _alive(int(tags["ela.pid"])):
+                continue
+            self.set_tags(run.info.run_id, {"ela.error": f"process {tags['ela.pid']} died while this run was RUNNING"})
+            self.end_run(run.info.run_id, "FAILED")
+            stale.append(run.info.run_id)
+        return stale
+
     def children(self, parent_id: str):
         """All child runs of a parent, oldest first, as MLflow Run objects."""
         return self.client.search_runs(
@@ -122,6 +147,28 @@ class Tracker:
             order_by=["attributes.start_time ASC"],
             max_results=50000,
         )
+
+
+def _check_reachable(uri: str, timeout_s: float = 5.0) -> None:
+    url = urlparse(uri)
+    try:
+        with socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)), timeout_s):
+            return
+    except OSError as err:
+        raise ElaError(
+            f"cannot use MLflow tracking URI {uri!r}: no server answers there ({err}). Start it "
+            "(mlflow server --host ...) or pass tracking.uri=sqlite:///path/to/mlflow.db"
+        ) from err
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _text(value: Any, limit: int) -> str:

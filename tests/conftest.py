@@ -43,12 +43,9 @@ def run_ela(tmp: Path, *overrides: str, multirun: bool = True, timeout: int = 60
     cmd = [sys.executable, "-m", "ela.run"]
     if multirun:
         cmd.append("-m")
-    cmd += [
-        *overrides,
-        f"tracking.uri=sqlite:///{tmp / 'mlflow.db'}",
-        f"hydra.sweep.dir={tmp / 'multirun'}",
-        f"hydra.run.dir={tmp / 'outputs'}",
-    ]
+    cmd += [*overrides, f"hydra.sweep.dir={tmp / 'multirun'}", f"hydra.run.dir={tmp / 'outputs'}"]
+    if not any(o.startswith("tracking.uri=") for o in overrides):
+        cmd.append(f"tracking.uri=sqlite:///{tmp / 'mlflow.db'}")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
     env.pop("MLFLOW_TRACKING_URI", None)
     return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)

@@ -1,0 +1,107 @@
+"""Scale-out on real Hydra launchers: parallel jobs into one SQLite store, submitit_local, GPU claims."""
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from conftest import FAKE_GPU, LOCAL, PARENT, all_runs, run_ela
+
+from ela.gpu_pool import claim
+
+FAST = [*LOCAL, *FAKE_GPU, "dataset.limit=16", "measure.repeats=1", "measure.idle_window_s=0.05"]
+
+
+def check_one_parent_and_jobs(tmp: Path, n: int) -> None:
+    runs = all_runs(tmp)
+    parents = [r for r in runs if PARENT not in r.data.tags]
+    kids = [r for r in runs if PARENT in r.data.tags]
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    assert len(kids) == n and all(r.info.status == "FINISHED" for r in kids)
+    assert {r.data.tags[PARENT] for r in kids} == {parents[0].info.run_id}
+    assert set(Counter(r.data.tags["ela.run_hash"] for r in kids).values()) == {1}  # none lost or duplicated
+    assert len({r.data.tags["ela.pid"] for r in kids}) > 1  # really ran in several processes
+
+
+def test_joblib_parallel_jobs_into_one_sqlite_store(tmp_path):
+    proc = run_ela(tmp_path, "hydra/launcher=joblib_gpus", "hydra.launcher.n_jobs=2", "seed=0,1,2,3", *FAST)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    check_one_parent_and_jobs(tmp_path, 4)
+
+
+def test_submitit_local_runs_the_same_code_path(tmp_path):
+    proc = run_ela(tmp_path, "hydra/launcher=submitit_local_gpus", "seed=0,1", *FAST)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    check_one_parent_and_jobs(tmp_path, 2)
+
+
+def test_slurm_launcher_config_composes():
+    from conftest import REPO
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=["hydra/launcher=slurm_gpu"], return_hydra_config=True)
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("SlurmLauncher")
+    assert launcher.gpus_per_node == 1 and launcher.array_parallelism == 256
+
+
+def test_concurrent_claims_get_different_gpus(tmp_path):
+    pool = ["gpu-a", "gpu-b"]
+    with claim(pool, lock_dir=tmp_path) as first, claim(pool, lock_dir=tmp_path) as second:
+        assert {first, second} == {0, 1}
+        with pytest.raises(TimeoutError), claim(pool, tmp_path, poll_s=0.01, timeout_s=0.05):
+            pass
+    with claim(["gpu-a", "gpu-b"], lock_dir=tmp_path) as again:
+        assert again == 0  # released at the end of the job
+
+
+def test_gpus_on_cpu_is_a_clear_error(tmp_path):
+    proc = run_ela(tmp_path, *FAST, "gpus=all", multirun=False)
+    assert proc.returncode == 1 and "needs CUDA GPUs" in proc.stderr
+
+
+def test_parallel_sweep_logs_over_http_to_an_mlflow_server(tmp_path):
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mlflow = os.path.join(os.path.dirname(sys.executable), "mlflow")
+    server = subprocess.Popen(
+        [mlflow, "server", "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}", "--host", "127.0.0.1",
+         "--port", str(port), "--artifacts-destination", str(tmp_path / "artifacts")],
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(120):
+            try:
+                urllib.request.urlopen(uri, timeout=1)
+                break
+            except OSError:
+                time.sleep(0.5)
+        proc = run_ela(
+            tmp_path,
+            "hydra/launcher=joblib_gpus",
+            "hydra.launcher.n_jobs=2",
+            "seed=0,1,2",
+            *FAST,
+            f"tracking.uri={uri}",
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        from mlflow.tracking import MlflowClient
+
+        c = MlflowClient(uri)
+        runs = c.search_runs([c.get_experiment_by_name("ela").experiment_id])
+        kids = [r for r in runs if PARENT in r.data.tags]
+        assert len(runs) == 4 and len(kids) == 3 and all(r.info.status == "FINISHED" for r in runs)
+        assert len({r.data.tags["ela.run_hash"] for r in kids}) == 3
+        assert "predictions.csv" in {a.path for a in c.list_artifacts(kids[0].info.run_id)}
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

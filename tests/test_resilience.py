@@ -1,0 +1,107 @@
+"""Sweeps that survive: SIGKILL then resume without duplicates, SIGTERM closes runs, bad input fails early."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import pytest
+from conftest import FAKE_GPU, LOCAL, PARENT, REPO, all_runs, run_ela
+
+FAST = [*LOCAL, *FAKE_GPU, "dataset.limit=24", "measure.repeats=1", "measure.idle_window_s=0.05"]
+
+
+def start_sweep(tmp, *overrides):
+    """Start `python -m ela.run -m ...` in the background, as run_ela would."""
+    cmd = [
+        sys.executable, "-m", "ela.run", "-m", *overrides,
+        f"tracking.uri=sqlite:///{tmp / 'mlflow.db'}", f"hydra.sweep.dir={tmp / 'multirun'}",
+    ]  # fmt: skip
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(tmp, predicate, timeout=180):
+    """Poll the store until predicate(runs) holds."""
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        if (tmp / "mlflow.db").exists():
+            try:
+                runs = all_runs(tmp)
+            except Exception:  # noqa: BLE001 - the store may be mid-creation
+                runs = []
+            if predicate(runs):
+                return runs
+        time.sleep(0.3)
+    raise AssertionError("timed out waiting for the sweep")
+
+
+def children(runs):
+    return [r for r in runs if PARENT in r.data.tags]
+
+
+def test_sigkill_then_resume_runs_each_job_once(tmp_path):
+    grid = ["seed=0,1,2", *FAST, "measure.min_window_s=1.5"]
+    proc = start_sweep(tmp_path, *grid)
+    # Kill the whole sweep hard while its second job runs (the first has FINISHED).
+    wait_for(
+        tmp_path,
+        lambda rs: (
+            any(r.info.status == "FINISHED" for r in children(rs))
+            and any(r.info.status == "RUNNING" for r in children(rs))
+        ),
+    )
+    proc.kill()
+    proc.wait(timeout=30)
+    assert any(r.info.status == "RUNNING" for r in all_runs(tmp_path))  # left behind by the dead process
+
+    resumed = run_ela(tmp_path, *grid, "resume=true")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "SKIPPED: already FINISHED" in resumed.stdout and "resume: marked" in resumed.stdout
+    runs = all_runs(tmp_path)
+    assert not [r for r in runs if r.info.status == "RUNNING"]
+    finished = Counter(r.data.tags["ela.run_hash"] for r in children(runs) if r.info.status == "FINISHED")
+    assert len(finished) == 3 and set(finished.values()) == {1}  # every job exactly once
+    parents = [r for r in runs if PARENT not in r.data.tags]
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"  # the same sweep, continued
+    assert "3 finished, 0 failed" in resumed.stdout
+
+
+def test_sigterm_marks_the_running_job_killed_and_closes_the_sweep(tmp_path):
+    proc = start_sweep(tmp_path, "seed=0,1", *FAST, "measure.min_window_s=30")
+    wait_for(tmp_path, lambda rs: any(r.info.status == "RUNNING" for r in children(rs)))
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=60)
+    assert proc.returncode != 0
+    runs = all_runs(tmp_path)
+    assert not [r for r in runs if r.info.status == "RUNNING"]
+    (child,) = children(runs)
+    parent = next(r for r in runs if PARENT not in r.data.tags)
+    assert child.info.status == "KILLED" and parent.info.status == "KILLED"
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["precision=fp64"], "Could not find 'precision/fp64'"),
+        (["model=gpt5"], "Could not find 'model/gpt5'"),
+        (["batch=-1"], "invalid value batch=-1"),
+        (["model.path=/no/such/checkpoint"], "is not a checkpoint directory"),
+        (["dataset.text_column=text"], "no column(s) ['text']"),
+        (["dataset.label_names=[neg,pos]"], "not among the model's labels"),
+    ],
+)
+def test_bad_input_gives_a_clear_error(tmp_path, overrides, message):
+    proc = run_ela(tmp_path, *FAST, *overrides, multirun=False)
+    assert proc.returncode != 0
+    assert message in proc.stderr
+
+
+def test_unreachable_tracking_store_fails_before_any_job(tmp_path):
+    proc = run_ela(tmp_path, "seed=0,1", *FAST, "tracking.uri=http://127.0.0.1:9/")
+    proc_out = proc.stdout + proc.stderr
+    assert proc.returncode == 2 and "cannot use MLflow tracking URI" in proc_out
+    assert "Launching" not in proc_out  # no job started
