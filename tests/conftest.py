@@ -51,6 +51,36 @@ def run_ela(tmp: Path, *overrides: str, multirun: bool = True, timeout: int = 60
     return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
 
 
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(cmd: list[str], url: str, cwd: Path) -> subprocess.Popen:
+    """Start a local HTTP server (mlflow ui / mlflow server) and wait until it answers."""
+    import time
+    import urllib.request
+
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(120):
+        try:
+            urllib.request.urlopen(url, timeout=1)
+            return proc
+        except OSError:
+            time.sleep(0.5)
+    proc.terminate()
+    raise AssertionError(f"{cmd[0]} did not answer at {url}")
+
+
+def mlflow_cli() -> str:
+    """The mlflow command of this Python environment."""
+    return os.path.join(os.path.dirname(sys.executable), "mlflow")
+
+
 def client(tmp: Path):
     """An MlflowClient on the test's store."""
     from mlflow.tracking import MlflowClient

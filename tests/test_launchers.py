@@ -4,7 +4,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import FAKE_GPU, LOCAL, PARENT, all_runs, run_ela
+from conftest import FAKE_GPU, LOCAL, PARENT, all_runs, free_port, mlflow_cli, run_ela, start_server
 
 from ela.gpu_pool import claim
 
@@ -61,30 +61,16 @@ def test_gpus_on_cpu_is_a_clear_error(tmp_path):
 
 
 def test_parallel_sweep_logs_over_http_to_an_mlflow_server(tmp_path):
-    import os
-    import socket
-    import subprocess
-    import sys
-    import time
-    import urllib.request
+    from mlflow.tracking import MlflowClient
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    mlflow = os.path.join(os.path.dirname(sys.executable), "mlflow")
-    server = subprocess.Popen(
-        [mlflow, "server", "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}", "--host", "127.0.0.1",
-         "--port", str(port), "--artifacts-destination", str(tmp_path / "artifacts")],
-        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    port = free_port()
     uri = f"http://127.0.0.1:{port}"
+    server = start_server(
+        [mlflow_cli(), "server", "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}", "--host", "127.0.0.1",
+         "--port", str(port), "--artifacts-destination", str(tmp_path / "artifacts")],
+        uri, tmp_path,
+    )  # fmt: skip
     try:
-        for _ in range(120):
-            try:
-                urllib.request.urlopen(uri, timeout=1)
-                break
-            except OSError:
-                time.sleep(0.5)
         proc = run_ela(
             tmp_path,
             "hydra/launcher=joblib_gpus",
@@ -94,8 +80,6 @@ def test_parallel_sweep_logs_over_http_to_an_mlflow_server(tmp_path):
             f"tracking.uri={uri}",
         )
         assert proc.returncode == 0, proc.stderr[-3000:]
-        from mlflow.tracking import MlflowClient
-
         c = MlflowClient(uri)
         runs = c.search_runs([c.get_experiment_by_name("ela").experiment_id])
         kids = [r for r in runs if PARENT in r.data.tags]

@@ -3,14 +3,10 @@
 import os
 import re
 import shutil
-import socket
 import subprocess
-import sys
-import time
-import urllib.request
 
 import pytest
-from conftest import PARENT, all_runs, client
+from conftest import PARENT, all_runs, client, free_port, mlflow_cli, start_server
 from test_analyze import analyze, swept  # noqa: F401 - reuse the analysed sweep
 
 CHROMIUM = shutil.which("chromium")
@@ -19,38 +15,14 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def ui(swept, tmp_path_factory):  # noqa: F811
     assert analyze(swept).returncode == 0
-    port = _free_port()
-    mlflow = os.path.join(os.path.dirname(sys.executable), "mlflow")
-    proc = subprocess.Popen(
-        [
-            mlflow,
-            "ui",
-            "--backend-store-uri",
-            f"sqlite:///{swept / 'mlflow.db'}",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
-    for _ in range(120):  # the server takes a few seconds to start
-        try:
-            urllib.request.urlopen(url, timeout=1)
-            break
-        except OSError:
-            time.sleep(0.5)
+    store = f"sqlite:///{swept / 'mlflow.db'}"
+    cmd = [mlflow_cli(), "ui", "--backend-store-uri", store, "--host", "127.0.0.1", "--port", str(port)]
+    proc = start_server(cmd, url, swept)
     yield url, tmp_path_factory.mktemp("chromium")
     proc.terminate()
     proc.wait(timeout=30)
