@@ -42,7 +42,7 @@ METRICS = [
     "emissions_mg_per_sample",
 ]
 # Configuration identity besides the config hash, for labels (precision, batch, model, dataset).
-LABELS = ["params.precision.name", "params.batch", "params.model.name", "params.dataset.name"]
+LABELS = ["params.precision.name", "params.batch", "params.engine.name", "params.model.name", "params.dataset.name"]
 LATENCY, ENERGY, EMISSIONS, ACCURACY = (
     "latency_ms_per_sample",
     "energy_j_per_sample",
@@ -166,7 +166,7 @@ def add_derived(runs: pd.DataFrame) -> pd.DataFrame:
 def relative_to_fp32(configs: pd.DataFrame) -> pd.DataFrame:
     """Speed-up and energy saving against fp32 with the same batch, model and dataset (means)."""
     c = configs.copy()
-    same = ["params.batch", "params.model.name", "params.dataset.name"]
+    same = [k for k in ("params.batch", "params.engine.name", "params.model.name", "params.dataset.name") if k in c]
     ref = c[c["params.precision.name"] == "fp32"].set_index(same)
     for col, name, fn in (
         (LATENCY, "speedup_vs_fp32", lambda ref_v, v: ref_v / v),
@@ -182,7 +182,10 @@ def relative_to_fp32(configs: pd.DataFrame) -> pd.DataFrame:
 
 
 def label(row: pd.Series) -> str:
-    return f"{row['params.precision.name']}-b{row['params.batch']}"
+    engine = row.get("params.engine.name", "eager")
+    return f"{row['params.precision.name']}-b{row['params.batch']}" + (
+        "" if engine in ("eager", None) else f"-{engine}"
+    )
 
 
 def difficulty_table(tracker: Tracker, runs: pd.DataFrame) -> pd.DataFrame:

@@ -12,6 +12,8 @@ from omegaconf import DictConfig, OmegaConf
 from ela import ElaError
 
 DTYPES = ("float32", "float16", "bfloat16")
+ENGINES = ("eager", "compile", "cudagraph")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 DEVICES = ("auto", "cuda", "cpu")
 GPU_METERS = ("auto", "nvml", "fake", "none")
 # Keys that describe bookkeeping, not the measured work: excluded from the config hash.
@@ -24,6 +26,7 @@ class ModelConfig:
     path: str
     revision: str | None
     max_length: int
+    attn_implementation: str | None
     allow_untrained_head: bool
 
 
@@ -39,6 +42,7 @@ class DatasetConfig:
     label_column: str
     label_names: list[str] | None
     limit: int | None
+    order: str
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,13 @@ class PrecisionConfig:
     weights_dtype: str
     autocast_dtype: str | None
     tf32: bool
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    name: str
+    compile_mode: str | None
+    buckets: list[int] | None
 
 
 @dataclass(frozen=True)
@@ -83,6 +94,7 @@ class JobConfig:
     model: ModelConfig
     dataset: DatasetConfig
     precision: PrecisionConfig
+    engine: EngineConfig
     batch: int
     seed: int
     device: str
@@ -95,13 +107,14 @@ class JobConfig:
     @property
     def run_name(self) -> str:
         """Short, readable run name, e.g. `fp16-b8-s0`."""
-        return f"{self.precision.name}-b{self.batch}-s{self.seed}"
+        return run_name(self.precision.name, self.batch, self.seed, self.engine.name)
 
 
 SECTIONS = {
     "model": ModelConfig,
     "dataset": DatasetConfig,
     "precision": PrecisionConfig,
+    "engine": EngineConfig,
     "measure": MeasureConfig,
     "codecarbon": CodeCarbonConfig,
     "tracking": TrackingConfig,
@@ -182,6 +195,27 @@ def validate(cfg: DictConfig | dict[str, Any]) -> JobConfig:
         "null | float16 | bfloat16",
     )
     _check(isinstance(p.tf32, bool), "precision.tf32", p.tf32, "true | false")
+    e = job.engine
+    _check(e.name in ENGINES, "engine.name", e.name, " | ".join(ENGINES))
+    _check(  # only engine=compile reads it; other engines ignore it, so one sweep can mix engines
+        e.compile_mode in COMPILE_MODES or (e.compile_mode is None and e.name != "compile"),
+        "engine.compile_mode",
+        e.compile_mode,
+        " | ".join(COMPILE_MODES) + " (required with engine=compile)",
+    )
+    _check(
+        e.buckets is None or (bool(e.buckets) and all(isinstance(b, int) and b > 0 for b in e.buckets)),
+        "engine.buckets",
+        e.buckets,
+        "null or a list of positive sequence lengths such as [16,32,64,128]",
+    )
+    _check(d.order in ("original", "by_length"), "dataset.order", d.order, "original | by_length")
+    _check(
+        m.attn_implementation in (None, "sdpa", "eager", "flash_attention_2"),
+        "model.attn_implementation",
+        m.attn_implementation,
+        "null | sdpa | eager | flash_attention_2",
+    )
     _check(me.warmup_batches >= 0, "measure.warmup_batches", me.warmup_batches, ">= 0")
     _check(me.min_window_s > 0, "measure.min_window_s", me.min_window_s, "> 0 seconds")
     _check(isinstance(me.repeats, int) and me.repeats >= 1, "measure.repeats", me.repeats, "an integer >= 1")
@@ -199,6 +233,12 @@ def validate(cfg: DictConfig | dict[str, Any]) -> JobConfig:
     _check(cc.measure_power_secs > 0, "codecarbon.measure_power_secs", cc.measure_power_secs, "> 0 seconds")
     _check(bool(job.tracking.experiment), "tracking.experiment", job.tracking.experiment, "a non-empty name")
     return job
+
+
+def run_name(precision: str, batch: object, seed: object, engine: str = "eager") -> str:
+    """`fp16-b8-s0`, or `fp16-b8-compile-s0` for a non-eager engine."""
+    middle = "" if engine in ("eager", None) else f"-{engine}"
+    return f"{precision}-b{batch}{middle}-s{seed}"
 
 
 def config_hash(data: dict[str, Any], with_seed: bool = False) -> str:

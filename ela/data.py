@@ -33,19 +33,31 @@ class EvalSplit:
 
 @dataclass(frozen=True)
 class Batches:
-    """The split tokenized once into padded batches (dynamic padding per batch), kept in order."""
+    """The split tokenized once into padded batches, in measuring order (original or sorted by length)."""
 
     inputs: list[dict[str, torch.Tensor]]
-    token_lengths: list[int]  # per sample, after truncation, padding excluded
+    token_lengths: list[int]  # per sample, in batch order, after truncation, padding excluded
+    indices: list[int]  # original dataset index of each sample, in batch order
 
     @property
     def num_samples(self) -> int:
         return len(self.token_lengths)
 
+    @property
+    def padding_fraction(self) -> float:
+        """Share of the token slots the model processes that are padding."""
+        slots = sum(int(b["input_ids"].numel()) for b in self.inputs)
+        return 1.0 - sum(self.token_lengths) / slots
+
+    @property
+    def shapes(self) -> list[tuple[int, ...]]:
+        """The distinct input shapes, each a graph or compiled kernel set for static-shape engines."""
+        return sorted({tuple(b["input_ids"].shape) for b in self.inputs})
+
     def to(self, device: torch.device) -> Batches:
         """Move every batch to the device once (host-to-device copies stay out of the timed loops)."""
         moved = [{k: v.to(device, non_blocking=True) for k, v in b.items()} for b in self.inputs]
-        return Batches(moved, self.token_lengths)
+        return Batches(moved, self.token_lengths, self.indices)
 
 
 def local_file(cfg: DatasetConfig) -> Path:
@@ -120,17 +132,29 @@ def _label_id(value: object, cfg: DatasetConfig, row: int) -> int:
     return label
 
 
-def tokenize(tokenizer, texts: list[str], batch: int, max_length: int) -> Batches:
-    """Tokenize each text once, in order, into batches padded to their own longest sequence."""
-    inputs, lengths = [], []
-    for start in range(0, len(texts), batch):
-        enc = tokenizer(
-            texts[start : start + batch],
-            padding=True,
-            truncation=True,
-            max_length=max_length,
-            return_tensors="pt",
+def bucket_for(longest: int, buckets: list[int] | None, max_length: int) -> int | None:
+    """The padded length of a batch: the smallest bucket that fits, else max_length; None = its longest."""
+    if not buckets:
+        return None
+    return next((b for b in sorted(buckets) if b >= longest), max(max_length, longest))
+
+
+def tokenize(
+    tokenizer, texts: list[str], batch: int, max_length: int, buckets: list[int] | None = None, order: str = "original"
+) -> Batches:
+    """Tokenize each text once, then batch in order (or by length), padding to the longest or a bucket."""
+    enc = tokenizer(texts, truncation=True, max_length=max_length)
+    lengths = [len(ids) for ids in enc["input_ids"]]
+    indices = list(range(len(texts)))
+    if order == "by_length":
+        indices.sort(key=lambda i: lengths[i])
+    inputs = []
+    for start in range(0, len(indices), batch):
+        chunk = indices[start : start + batch]
+        target = bucket_for(max(lengths[i] for i in chunk), buckets, max_length)
+        features = [{k: enc[k][i] for k in enc} for i in chunk]
+        padded = tokenizer.pad(
+            features, padding="max_length" if target else "longest", max_length=target, return_tensors="pt"
         )
-        inputs.append(dict(enc))
-        lengths.extend(enc["attention_mask"].sum(dim=1).tolist())
-    return Batches(inputs=inputs, token_lengths=lengths)
+        inputs.append(dict(padded))
+    return Batches(inputs=inputs, token_lengths=[lengths[i] for i in indices], indices=indices)

@@ -32,6 +32,7 @@ from ela.device import (
     synchronizer,
     tf32_state,
 )
+from ela.engines import build
 from ela.gpu_pool import claim_gpu
 from ela.measure import energy_window, idle_power, latency_pass, make_forward, predict, warmup
 from ela.meters import FakeCounter, MeasurementError, NvmlCounter, WindowMeter, tick_period_s
@@ -41,6 +42,7 @@ from ela.plots import power_trace_png
 from ela.trace import PowerTrace
 
 log = logging.getLogger(__name__)
+AGREEMENT_TOLERANCE = 0.005  # engines may differ from eager in the last bits; more than this is flagged
 
 
 @dataclass
@@ -136,8 +138,10 @@ def _run_phases(job: JobConfig, device: torch.device, meter, gpu, step, sync, ou
         mapping = label_map(loaded.model, job.dataset.label_names)
         if max(split.labels) >= len(mapping):
             raise ElaError(f"dataset labels go up to {max(split.labels)} but the model has {len(mapping)} labels")
-        targets = torch.tensor([mapping[y] for y in split.labels])
-        batches = tokenize(loaded.tokenizer, split.texts, job.batch, job.model.max_length).to(device)
+        batches = tokenize(
+            loaded.tokenizer, split.texts, job.batch, job.model.max_length, job.engine.buckets, job.dataset.order
+        ).to(device)
+        targets = torch.tensor([mapping[split.labels[i]] for i in batches.indices])  # in batch order
         model = loaded.model.to(device)
 
         reference = None
@@ -147,7 +151,16 @@ def _run_phases(job: JobConfig, device: torch.device, meter, gpu, step, sync, ou
 
         model = apply_precision(model, DTYPE[job.precision.weights_dtype], device)
         set_tf32(job.precision.tf32)
-        forward = make_forward(model, lambda: autocast(job.precision, device))
+
+        def amp():
+            return autocast(job.precision, device)
+
+        eager_ref = None
+        if job.engine.name != "eager":
+            step("eager reference (untimed)")
+            eager_ref = predict(make_forward(model, amp), batches).argmax(-1)
+        step(f"engine setup ({job.engine.name})")
+        forward, setup_s = build(job.engine, model, amp, batches, device, sync)
         idle = tick_s = None
         if meter is not None:
             step("idle power")
@@ -172,12 +185,22 @@ def _run_phases(job: JobConfig, device: torch.device, meter, gpu, step, sync, ou
         )
         del model, forward
 
-    m = out.metrics
+    m, warnings = out.metrics, []
     m.update(accuracy_metrics(lat.logits, targets, reference))
+    m["engine_setup_s"] = setup_s
+    m["padding_fraction"] = batches.padding_fraction
+    m["distinct_shapes"] = len(batches.shapes)
+    if eager_ref is not None:
+        m["agreement_with_eager"] = float((lat.logits.argmax(-1) == eager_ref).float().mean())
+        if m["agreement_with_eager"] < 1.0 - AGREEMENT_TOLERANCE:
+            warnings.append(
+                f"{job.engine.name} predictions agree with eager on only {m['agreement_with_eager']:.4f} of samples"
+            )
     if job.precision.name == "fp32" and me.fp32_reference:
         m["agreement_with_fp32"] = 1.0  # this run is the fp32 reference
     m.update(latency_metrics(lat.batch_ms, batches.num_samples))
-    window_m, warnings = window_metrics(windows, idle.power_w if idle else None, tick_s)
+    window_m, window_warnings = window_metrics(windows, idle.power_w if idle else None, tick_s)
+    warnings += window_warnings
     m.update(window_m)
     if idle is not None:
         m["idle_settle_s"] = idle.settle_s
@@ -190,7 +213,7 @@ def _run_phases(job: JobConfig, device: torch.device, meter, gpu, step, sync, ou
     for w in warnings:
         log.warning("%s: %s", job.run_name, w)
     if warnings:
-        out.tags["ela.warning.windows"] = "; ".join(warnings)
+        out.tags["ela.warning"] = "; ".join(warnings)
 
     out.tags.update(
         {
@@ -200,6 +223,7 @@ def _run_phases(job: JobConfig, device: torch.device, meter, gpu, step, sync, ou
             "ela.untrained_head": str(bool(loaded.newly_initialized)).lower(),
             "ela.attn_implementation": str(getattr(loaded.model.config, "_attn_implementation", "unknown")),
             "ela.label_map": json.dumps(mapping),
+            "ela.engine": job.engine.name + (f"({job.engine.compile_mode})" if job.engine.name == "compile" else ""),
             "ela.method.latency": "perf_counter, device synchronised before and after every batch",
             "ela.method.throughput": "energy windows: whole passes, no per-batch synchronisation",
             "ela.method.energy_gpu": meter.method if meter else "none",
@@ -215,7 +239,7 @@ def _run_phases(job: JobConfig, device: torch.device, meter, gpu, step, sync, ou
     probs = lat.logits.softmax(-1)
     table = pd.DataFrame(
         {
-            "index": np.arange(batches.num_samples),
+            "index": batches.indices,
             "token_length": batches.token_lengths,
             "label": targets.numpy(),
             "prediction": probs.argmax(-1).numpy(),
@@ -224,7 +248,7 @@ def _run_phases(job: JobConfig, device: torch.device, meter, gpu, step, sync, ou
     )
     if reference is not None:
         table["prediction_fp32"] = reference.numpy()
-    out.files["predictions.csv"] = _csv(table)
+    out.files["predictions.csv"] = _csv(table.sort_values("index"))
     out.files["batch_latency_ms.csv"] = _csv(pd.DataFrame({"latency_ms": lat.batch_ms}))
     out.files["energy_windows.csv"] = _csv(
         pd.DataFrame(

@@ -45,8 +45,9 @@ def load_model(cfg: ModelConfig) -> LoadedModel:
         require_hub("model.path", cfg.path, "model=local model.path=/path/to/checkpoint (or ELA_MODEL_PATH)")
     try:
         tokenizer = AutoTokenizer.from_pretrained(name, revision=cfg.revision)
+        extra = {"attn_implementation": cfg.attn_implementation} if cfg.attn_implementation else {}
         model, info = AutoModelForSequenceClassification.from_pretrained(
-            name, revision=cfg.revision, dtype=torch.float32, output_loading_info=True
+            name, revision=cfg.revision, dtype=torch.float32, output_loading_info=True, **extra
         )
     except (OSError, ValueError) as err:
         if local:

@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from ela import ElaError
-from ela.config import config_hash, flatten, to_container, validate
+from ela.config import config_hash, flatten, run_name, to_container, validate
 from ela.environment import environment_tags
 from ela.report import summary_line
 from ela.tracking import PARENT_ENV, Tracker, tracking_uri
@@ -38,7 +38,7 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
     tracker = Tracker(uri, data.get("tracking", {}).get("experiment") or "ela")  # unusable store: raise
     parent = os.environ.get(PARENT_ENV) if multirun else None
     precision = data.get("precision", {}).get("name", "?")
-    name = f"{precision}-b{data.get('batch')}-s{data.get('seed')}"
+    name = run_name(precision, data.get("batch"), data.get("seed"), data.get("engine", {}).get("name", "eager"))
     run_hash = config_hash(data, with_seed=True)
     if data.get("resume") and (done := tracker.finished_run(run_hash)):
         print(f"[ela] {name} SKIPPED: already FINISHED as run {done[:8]} (resume=true)", flush=True)
@@ -101,6 +101,7 @@ def release_device() -> None:
     if "torch" in sys.modules:
         import torch
 
+        torch._dynamo.reset()  # compiled graphs of one job never serve the next
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 

@@ -59,6 +59,11 @@ def test_local_paths_from_environment(monkeypatch):
         (["codecarbon.country_iso_code=France"], "codecarbon.country_iso_code"),
         (["dataset.limit=0"], "dataset.limit"),
         (["precision.weights_dtype=float8"], "precision.weights_dtype"),
+        (["engine=compile", "engine.compile_mode=null"], "engine.compile_mode=None"),
+        (["engine=compile", "engine.compile_mode=fast"], "engine.compile_mode='fast'"),
+        (["engine.buckets=[0,16]"], "engine.buckets"),
+        (["dataset.order=random"], "dataset.order='random'"),
+        (["gpus=some"], "gpus='some'"),
     ],
 )
 def test_bad_values_name_the_key(overrides, message):

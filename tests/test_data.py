@@ -22,6 +22,7 @@ SST2_CFG = DatasetConfig(
     label_column="label",
     label_names=["negative", "positive"],
     limit=None,
+    order="original",
 )
 
 

@@ -12,7 +12,9 @@ from ela.config import ModelConfig, PrecisionConfig
 from ela.device import check_precision, resolve_device
 from ela.models import label_map, load_model
 
-CFG = ModelConfig(name="minilm", path=str(MODEL), revision=None, max_length=64, allow_untrained_head=False)
+CFG = ModelConfig(
+    name="minilm", path=str(MODEL), revision=None, max_length=64, attn_implementation="sdpa", allow_untrained_head=False
+)
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,81 @@
+"""Execution engines with one interface: eager, torch.compile, and captured CUDA graphs.
+
+Each returns a forward function `inputs -> logits` and its one-off setup time (compilation or
+capture for every padded shape), which is measured here and never inside a timed window.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+
+import torch
+
+from ela import ElaError
+from ela.config import EngineConfig
+from ela.data import Batches
+from ela.measure import Forward, make_forward
+
+
+def build(
+    engine: EngineConfig,
+    model: torch.nn.Module,
+    autocast: Callable[[], contextlib.AbstractContextManager],
+    batches: Batches,
+    device: torch.device,
+    sync: Callable[[], None],
+) -> tuple[Forward, float]:
+    """The engine's forward function and its setup seconds (every padded shape prepared)."""
+    if engine.name == "cudagraph" and device.type != "cuda":
+        raise ElaError("engine=cudagraph captures CUDA graphs and needs a CUDA GPU; use engine=eager or compile on CPU")
+    if engine.name == "compile" and engine.compile_mode in ("reduce-overhead",) and device.type != "cuda":
+        raise ElaError("engine.compile_mode=reduce-overhead uses CUDA graphs; on CPU use compile_mode=default")
+    t0 = time.perf_counter()
+    if engine.name == "eager":
+        return make_forward(model, autocast), 0.0
+    if engine.name == "compile":
+        compiled = torch.compile(model, mode=None if engine.compile_mode == "default" else engine.compile_mode)
+        forward = make_forward(compiled, autocast)
+        for inputs in _one_per_shape(batches):  # compile every shape now, not inside a window
+            forward(inputs)
+            forward(inputs)  # reduce-overhead records its graph on a later call
+        sync()
+        return forward, time.perf_counter() - t0
+    forward = _cuda_graphs(model, autocast, batches, device)
+    sync()
+    return forward, time.perf_counter() - t0
+
+
+def _one_per_shape(batches: Batches) -> list[dict[str, torch.Tensor]]:
+    seen: dict[tuple, dict[str, torch.Tensor]] = {}
+    for inputs in batches.inputs:
+        seen.setdefault(tuple(inputs["input_ids"].shape), inputs)
+    return list(seen.values())
+
+
+def _cuda_graphs(model, autocast, batches: Batches, device: torch.device) -> Forward:
+    """Capture one graph per input shape into a shared memory pool; forward copies inputs and replays."""
+    pool = torch.cuda.graph_pool_handle()
+    graphs: dict[tuple, tuple[torch.cuda.CUDAGraph, dict[str, torch.Tensor], torch.Tensor]] = {}
+    stream = torch.cuda.Stream(device)
+    for inputs in _one_per_shape(batches):
+        static = {k: v.clone() for k, v in inputs.items()}
+        stream.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(stream), torch.inference_mode(), autocast():
+            for _ in range(3):  # warm-up on a side stream, as capture requires
+                model(**static)
+        torch.cuda.current_stream(device).wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, pool=pool), torch.inference_mode(), autocast():
+            out = model(**static).logits
+        graphs[tuple(inputs["input_ids"].shape)] = (graph, static, out)
+
+    def forward(inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        graph, static, out = graphs[tuple(inputs["input_ids"].shape)]
+        for k, v in inputs.items():
+            static[k].copy_(v)
+        graph.replay()
+        return out  # overwritten by the next replay: callers copy what they keep before that
+
+    return forward

@@ -1,0 +1,59 @@
+"""Execution engines on CPU: bucketing, length ordering, compile agrees with eager, cudagraph refused."""
+
+import contextlib
+
+import pytest
+import torch
+from conftest import LOCAL, MODEL, all_runs, run_ela
+from test_models import CFG
+from transformers import AutoTokenizer
+
+from ela import ElaError
+from ela.config import EngineConfig
+from ela.data import bucket_for, tokenize
+from ela.engines import build
+from ela.models import load_model
+
+
+def test_bucket_choice():
+    assert bucket_for(10, [16, 32, 64], 128) == 16
+    assert bucket_for(16, [16, 32, 64], 128) == 16
+    assert bucket_for(17, [64, 16, 32], 128) == 32  # unsorted buckets are fine
+    assert bucket_for(100, [16, 32, 64], 128) == 128  # longer than every bucket: max_length
+    assert bucket_for(10, None, 128) is None  # no buckets: pad to the batch's longest
+
+
+def test_buckets_padding_fraction_and_length_order():
+    tok = AutoTokenizer.from_pretrained(MODEL)
+    texts = ["a b c d e f g h", "a", "a b", "a b c d"]  # 10, 3, 4, 6 tokens with [CLS]/[SEP]
+    dynamic = tokenize(tok, texts, batch=2, max_length=64)
+    assert [tuple(b["input_ids"].shape) for b in dynamic.inputs] == [(2, 10), (2, 6)]
+    assert dynamic.padding_fraction == pytest.approx(1 - 23 / 32)
+    bucketed = tokenize(tok, texts, batch=2, max_length=64, buckets=[8, 16])
+    assert [tuple(b["input_ids"].shape) for b in bucketed.inputs] == [(2, 16), (2, 8)]
+    assert bucketed.shapes == [(2, 8), (2, 16)] and bucketed.padding_fraction == pytest.approx(1 - 23 / 48)
+    by_length = tokenize(tok, texts, batch=2, max_length=64, order="by_length")
+    assert by_length.indices == [1, 2, 3, 0] and by_length.token_lengths == [3, 4, 6, 10]
+    assert by_length.padding_fraction < dynamic.padding_fraction  # sorting removes padding
+
+
+def test_cudagraph_on_cpu_is_refused():
+    model = load_model(CFG).model
+    batches = tokenize(AutoTokenizer.from_pretrained(MODEL), ["good"], 1, 16, [16])
+    engine = EngineConfig(name="cudagraph", compile_mode=None, buckets=[16])
+    with pytest.raises(ElaError, match="cudagraph captures CUDA graphs and needs a CUDA GPU"):
+        build(engine, model, contextlib.nullcontext, batches, torch.device("cpu"), lambda: None)
+
+
+def test_compile_on_cpu_agrees_with_eager_in_a_real_sweep(tmp_path):
+    proc = run_ela(
+        tmp_path, "engine=eager,compile", *LOCAL, "dataset.limit=16", "engine.buckets=[64]", "measure.repeats=1"
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = {r.info.run_name: r for r in all_runs(tmp_path)}
+    eager, compiled = runs["fp32-b8-s0"], runs["fp32-b8-compile-s0"]
+    assert compiled.data.metrics["agreement_with_eager"] == 1.0
+    assert compiled.data.metrics["engine_setup_s"] > 0 and eager.data.metrics["engine_setup_s"] == 0
+    assert compiled.data.metrics["accuracy"] == eager.data.metrics["accuracy"]
+    assert compiled.data.tags["ela.engine"] == "compile(default)"
+    assert compiled.data.metrics["distinct_shapes"] == 1 and compiled.data.metrics["padding_fraction"] > 0.5
