@@ -20,14 +20,16 @@ def start_sweep(tmp, *overrides):
         f"tracking.uri=sqlite:///{tmp / 'mlflow.db'}", f"hydra.sweep.dir={tmp / 'multirun'}",
     ]  # fmt: skip
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-    return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log = open(tmp / "sweep.log", "w")  # noqa: SIM115 - a file, not a pipe nobody reads (which could block it)
+    return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
 
 
 def wait_for(tmp, predicate, timeout=180):
-    """Poll the store until predicate(runs) holds."""
+    """Poll the store until predicate(runs) holds (only once the sweep has created it: a second process
+    creating the same SQLite store at the same moment would race)."""
     t0 = time.time()
     while time.time() - t0 < timeout:
-        if (tmp / "mlflow.db").exists():
+        if (tmp / "multirun" / "ela_sweep.json").exists():
             try:
                 runs = all_runs(tmp)
             except Exception:  # noqa: BLE001 - the store may be mid-creation
@@ -35,7 +37,8 @@ def wait_for(tmp, predicate, timeout=180):
             if predicate(runs):
                 return runs
         time.sleep(0.3)
-    raise AssertionError("timed out waiting for the sweep")
+    log = tmp / "sweep.log"
+    raise AssertionError("timed out waiting for the sweep:\n" + (log.read_text()[-3000:] if log.exists() else ""))
 
 
 def children(runs):
