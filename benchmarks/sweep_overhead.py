@@ -47,9 +47,7 @@ def main() -> None:
     ap.add_argument("--window", type=float, default=1.0)
     a = ap.parse_args()
     print(f"CPU: {os.cpu_count()} cores; {a.jobs} jobs of 128 SST-2 sentences, 1 window of >= {a.window} s each\n")
-    print(
-        "| launcher | sweep wall s | measured s (sum) | (wall - measured) / jobs s | in-job overhead s (mean) |"
-    )
+    print("| launcher | sweep wall s | measured s (sum) | (wall - measured) / jobs s | in-job overhead s (mean) |")
     print("|---|---|---|---|---|")
     for launcher in ("basic", "submitit_local_gpus"):
         with tempfile.TemporaryDirectory() as tmp:

@@ -8,6 +8,7 @@ import json
 import logging
 import random
 import resource
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,7 +34,7 @@ from ela.device import (
     tf32_state,
 )
 from ela.engines import build
-from ela.gpu_pool import claim_gpu
+from ela.gpu_pool import claim, claim_gpu
 from ela.measure import energy_window, idle_power, latency_pass, make_forward, predict, warmup
 from ela.meters import FakeCounter, MeasurementError, NvmlCounter, WindowMeter, tick_period_s
 from ela.metrics import accuracy_metrics, latency_metrics, window_metrics
@@ -84,8 +85,13 @@ def make_meter(job: JobConfig, device: torch.device) -> tuple[WindowMeter | None
 
 def measure_job(job: JobConfig, job_dir: Path, progress=None) -> JobOutcome:
     """Run one configured job end to end (on a GPU of its own when gpus= is set)."""
-    if job.gpus is not None and resolve_device(job.device).type != "cuda":
-        raise ElaError(f"gpus={job.gpus} needs CUDA GPUs; this job runs on CPU (leave gpus=null)")
+    if resolve_device(job.device).type == "cpu":
+        if job.gpus is not None:
+            raise ElaError(f"gpus={job.gpus} needs CUDA GPUs; this job runs on CPU (leave gpus=null)")
+        # Jobs measuring the CPU at the same time would measure each other: one at a time per host,
+        # whatever the launcher starts concurrently (submitit's local executor starts them all).
+        with claim([f"cpu-{socket.gethostname()}"]):
+            return _measure_on(job, resolve_device(job.device), job_dir, progress)
     with claim_gpu(job.gpus) as index:
         return _measure_on(job, resolve_device(job.device, index), job_dir, progress)
 
