@@ -35,11 +35,7 @@ def power_trace_png(trace: pd.DataFrame, title: str) -> bytes:
         )
     ax.set(xlabel="time since job start [s]", ylabel="GPU power [W]", title=title)
     ax.set_ylim(bottom=0)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
+    return _png(fig)
 
 
 def _png(fig) -> bytes:
