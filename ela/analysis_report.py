@@ -39,7 +39,8 @@ def summary_frame(a: Analysis) -> pd.DataFrame:
             ci = r.get(f"{col}_ci")
             row[header] = f"{text} ±{fmt.format(ci)}" if "±" in header and pd.notna(ci) else text
         rows.append(row)
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    return table.loc[:, (table != "-").any()]  # drop what no configuration has (e.g. energy on CPU)
 
 
 def summary_text(a: Analysis) -> str:

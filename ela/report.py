@@ -54,7 +54,7 @@ def runs_table(runs: list[Any], columns: tuple = TABLE) -> pd.DataFrame:
 
 def formatted(df: pd.DataFrame, columns: tuple = TABLE) -> pd.DataFrame:
     """Metric columns as text in their formats, '-' where a metric does not apply; errors dropped if none."""
-    shown = df.copy()
+    shown = df.dropna(axis=1, how="all")  # metrics no job has (GPU energy on a CPU sweep) are not shown
     for _, header, fmt in columns:
         if header in shown:
             shown[header] = [("-" if pd.isna(v) else fmt.format(v)) for v in shown[header]]
