@@ -35,7 +35,11 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
     multirun = hc.mode == RunMode.MULTIRUN
     data = to_container(cfg)
     uri = tracking_uri(data.get("tracking", {}).get("uri"), hc.runtime.cwd)
-    tracker = Tracker(uri, data.get("tracking", {}).get("experiment") or "ela")  # unusable store: raise
+    try:  # an unusable store is the one error a job can't log: say so plainly, before any work
+        tracker = Tracker(uri, data.get("tracking", {}).get("experiment") or "ela")
+    except ElaError as err:
+        print(f"[ela] {err}", file=sys.stderr, flush=True)
+        sys.exit(2)
     parent = os.environ.get(PARENT_ENV) if multirun else None
     precision = data.get("precision", {}).get("name", "?")
     name = run_name(precision, data.get("batch"), data.get("seed"), data.get("engine", {}).get("name", "eager"))

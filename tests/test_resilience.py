@@ -108,3 +108,6 @@ def test_unreachable_tracking_store_fails_before_any_job(tmp_path):
     proc_out = proc.stdout + proc.stderr
     assert proc.returncode == 2 and "cannot use MLflow tracking URI" in proc_out
     assert "Launching" not in proc_out  # no job started
+    single = run_ela(tmp_path, *FAST, "tracking.uri=http://127.0.0.1:9/", multirun=False)
+    assert single.returncode == 2 and "cannot use MLflow tracking URI" in single.stderr
+    assert "Traceback" not in single.stderr
