@@ -1,11 +1,17 @@
 """How much of a sweep's wall time is measurement? (CPU, real launchers)
 
-Runs the same small CPU sweep (MiniLM SST-2, 4 jobs) with the basic launcher and with
-submitit_local, then prints per launcher: sweep wall time, the sum of what the jobs measured
-(latency pass + energy windows + idle reading), and the fixed overhead per job (process start,
-imports, model load, CodeCarbon, MLflow logging): (wall - measured) / jobs.
+Runs the same small CPU sweep (MiniLM SST-2, 128 sentences per job) twice per launcher, with
+`--few` and `--many` jobs, and separates a sweep's wall time into
 
-    python benchmarks/sweep_overhead.py [--jobs 4] [--window 1.0]
+    wall = start-up (once per sweep) + jobs x (measured + fixed overhead per job)
+
+from the two sweeps (slope and intercept). "Measured" is what a job times (latency pass + energy
+windows), read back from MLflow; the fixed overhead per job is everything else a job costs (process
+start where the launcher starts one, model load from the page cache, tokenisation, CodeCarbon,
+warm-up, MLflow logging). In-job overhead is `job_wall_s` minus measured and minus `device_wait_s`
+(time queued for the host's CPU lock behind another job), over all jobs but the first.
+
+    python benchmarks/sweep_overhead.py [--few 1] [--many 5] [--window 1.0]
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ SHARED = REPO.parent / "shared"
 
 
 def run_sweep(launcher: str, jobs: int, window: float, tmp: Path) -> tuple[float, list]:
+    """Wall seconds of one sweep and its FINISHED job runs (oldest first)."""
     cmd = [
         sys.executable, "-m", "ela.run", "-m", f"hydra/launcher={launcher}", f"seed={','.join(map(str, range(jobs)))}",
         "model=local", f"model.path={SHARED / 'models' / 'minilm-l6-sst2'}", "model.max_length=64",
@@ -37,31 +44,48 @@ def run_sweep(launcher: str, jobs: int, window: float, tmp: Path) -> tuple[float
     from mlflow.tracking import MlflowClient
 
     c = MlflowClient(f"sqlite:///{tmp / 'mlflow.db'}")
-    runs = [r for r in c.search_runs([c.get_experiment_by_name("ela").experiment_id]) if "accuracy" in r.data.metrics]
-    return wall, runs
+    runs = c.search_runs([c.get_experiment_by_name("ela").experiment_id], order_by=["attributes.start_time ASC"])
+    return wall, [r for r in runs if r.info.status == "FINISHED" and "accuracy" in r.data.metrics]
+
+
+def measured_s(run) -> float:
+    """Seconds the job spent timing the model: the latency pass and its energy windows."""
+    m = run.data.metrics
+    return m["latency_ms_per_sample"] * m["num_samples"] / 1000 + m["energy_window_s"] * m["energy_windows"]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--jobs", type=int, default=4)
+    ap.add_argument("--few", type=int, default=1)
+    ap.add_argument("--many", type=int, default=5)
     ap.add_argument("--window", type=float, default=1.0)
     a = ap.parse_args()
-    print(f"CPU: {os.cpu_count()} cores; {a.jobs} jobs of 128 SST-2 sentences, 1 window of >= {a.window} s each\n")
-    print("| launcher | sweep wall s | measured s (sum) | (wall - measured) / jobs s | in-job overhead s (mean) |")
-    print("|---|---|---|---|---|")
+    print(f"CPU: {os.cpu_count()} cores; jobs of 128 SST-2 sentences, batch 16, 1 window of >= {a.window} s\n")
+    print(
+        "| launcher | wall s (few / many jobs) | measured s per job | start-up s per sweep | "
+        "fixed overhead s per job | in-job overhead s (after the first) |"
+    )
+    print("|---|---|---|---|---|---|")
     for launcher in ("basic", "submitit_local_gpus"):
-        with tempfile.TemporaryDirectory() as tmp:
-            wall, runs = run_sweep(launcher, a.jobs, a.window, Path(tmp))
-        per_job = [
-            r.data.metrics["latency_ms_per_sample"] * r.data.metrics["num_samples"] / 1000
-            + r.data.metrics["energy_window_s"] * r.data.metrics["energy_windows"]
-            for r in runs
-        ]
-        measured = sum(per_job)
-        # In-job overhead: the job's own wall time (load, tokenize, CodeCarbon, warm-up) minus what it measured.
-        in_job = sum(r.data.metrics["job_wall_s"] - m for r, m in zip(runs, per_job, strict=True)) / len(runs)
+        walls, measured, in_job = [], [], []
+        for jobs in (a.few, a.many):
+            with tempfile.TemporaryDirectory() as tmp:
+                wall, runs = run_sweep(launcher, jobs, a.window, Path(tmp))
+            assert len(runs) == jobs, f"{launcher}: {len(runs)} of {jobs} jobs finished"
+            walls.append(wall)
+            measured.append(sum(map(measured_s, runs)))
+            if jobs == a.many:
+                m = [r.data.metrics for r in runs[1:]]
+                in_job = [
+                    x["job_wall_s"] - x["device_wait_s"] - measured_s(r) for x, r in zip(m, runs[1:], strict=True)
+                ]
+        slope = (walls[1] - walls[0]) / (a.many - a.few)
+        per_job_measured = (measured[1] - measured[0]) / (a.many - a.few)
+        fixed = slope - per_job_measured
+        startup = walls[0] - a.few * slope
         print(
-            f"| {launcher} | {wall:.1f} | {measured:.1f} | {(wall - measured) / len(runs):.2f} | {in_job:.2f} |",
+            f"| {launcher} | {walls[0]:.1f} / {walls[1]:.1f} | {per_job_measured:.2f} | {startup:.1f} | "
+            f"{fixed:.2f} | {sum(in_job) / len(in_job):.2f} |",
             flush=True,
         )
 

@@ -2,6 +2,7 @@
 
 python benchmarks/sweep_table.py                      # latest sweep in ./mlflow.db, experiment 'ela'
 python benchmarks/sweep_table.py --uri sqlite:///x.db --sweep <parent run id>
+python benchmarks/sweep_table.py --placement          # where and when each job ran (parallel sweeps)
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ def main() -> None:
     ap.add_argument("--uri", default=None, help="MLflow tracking URI (default: sqlite:///./mlflow.db)")
     ap.add_argument("--experiment", default="ela")
     ap.add_argument("--sweep", default=None, help="parent run id (default: the latest sweep)")
+    ap.add_argument("--placement", action="store_true", help="print where and when each job ran instead")
     a = ap.parse_args()
     tracker = Tracker(tracking_uri(a.uri, Path.cwd()), a.experiment)
     sweep = a.sweep
@@ -54,11 +56,32 @@ def main() -> None:
             f"torch {t.get('version.torch')}, transformers {t.get('version.transformers')}, "
             f"model {t.get('ela.model_source')}, energy {t.get('ela.method.energy_gpu')}\n"
         )
+    if a.placement:
+        print_placement(runs)
+        return
     table = formatted(runs_table(runs, COLUMNS), COLUMNS)
     print("| " + " | ".join(table.columns) + " |")
     print("|---" * len(table.columns) + "|")
     for row in table.itertuples(index=False):
         print("| " + " | ".join(map(str, row)) + " |")
+
+
+def print_placement(runs) -> None:
+    """Each job's process, GPU and time span (s from the first job's start): shows what ran at once."""
+    t0 = min(r.info.start_time for r in runs)
+    print("| run | status | pid | GPU (NVML index, UUID) | CUDA_VISIBLE_DEVICES | start s | end s | "
+          "waited s | J/sample | idle W | error |")  # fmt: skip
+    print("|---" * 11 + "|")
+    for r in sorted(runs, key=lambda r: r.info.start_time):
+        t, m = r.data.tags, r.data.metrics
+        end = f"{(r.info.end_time - t0) / 1000:.1f}" if r.info.end_time else "-"
+        print(
+            f"| {r.info.run_name} | {r.info.status} | {t.get('ela.pid', '-')} | "
+            f"{t.get('gpu.nvml_index', '-')}, {t.get('gpu.uuid', '-')[:12]} | "
+            f"{t.get('ela.cuda_visible_devices', '-')[:12]} | {(r.info.start_time - t0) / 1000:.1f} | {end} | "
+            f"{m.get('device_wait_s', float('nan')):.1f} | {m.get('energy_j_per_sample', float('nan')):.4f} | "
+            f"{m.get('idle_power_w', float('nan')):.0f} | {t.get('ela.error', '')[:90]} |"
+        )
 
 
 if __name__ == "__main__":

@@ -58,6 +58,7 @@ class EngineConfig:
     name: str
     compile_mode: str | None
     buckets: list[int] | None
+    fullgraph: bool
 
 
 @dataclass(frozen=True)
@@ -209,6 +210,7 @@ def validate(cfg: DictConfig | dict[str, Any]) -> JobConfig:
         e.buckets,
         "null or a list of positive sequence lengths such as [16,32,64,128]",
     )
+    _check(isinstance(e.fullgraph, bool), "engine.fullgraph", e.fullgraph, "true | false")
     _check(d.order in ("original", "by_length"), "dataset.order", d.order, "original | by_length")
     _check(
         m.attn_implementation in (None, "sdpa", "eager", "flash_attention_2"),

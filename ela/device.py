@@ -114,9 +114,10 @@ def gpu_info(device: torch.device) -> GpuInfo:
     """Find the NVML handle of the CUDA device by UUID (robust to CUDA_VISIBLE_DEVICES ordering)."""
     import pynvml
 
+    from ela.gpu_pool import cuda_uuid
+
     pynvml.nvmlInit()
-    uuid = str(torch.cuda.get_device_properties(device).uuid)
-    uuid = uuid if uuid.startswith("GPU-") else f"GPU-{uuid}"
+    uuid = cuda_uuid(device.index if device.index is not None else torch.cuda.current_device())
     handle = pynvml.nvmlDeviceGetHandleByUUID(uuid)
     return GpuInfo(
         name=pynvml.nvmlDeviceGetName(handle),

@@ -35,9 +35,18 @@ def build(
     if engine.name == "eager":
         return make_forward(model, autocast), 0.0
     if engine.name == "compile":
-        compiled = torch.compile(model, mode=None if engine.compile_mode == "default" else engine.compile_mode)
+        shapes = _one_per_shape(batches)
+        _allow_recompiles(len(shapes))
+        # One static graph per padded shape (dynamic=False: kernels specialised to it, as buckets intend);
+        # fullgraph=True turns a graph break into an error instead of silently running parts eagerly.
+        compiled = torch.compile(
+            model,
+            mode=None if engine.compile_mode == "default" else engine.compile_mode,
+            dynamic=False,
+            fullgraph=engine.fullgraph,
+        )
         forward = make_forward(compiled, autocast)
-        for inputs in _one_per_shape(batches):  # compile every shape now, not inside a window
+        for inputs in shapes:  # compile every shape now, not inside a window
             forward(inputs)
             forward(inputs)  # reduce-overhead records its graph on a later call
         sync()
@@ -45,6 +54,13 @@ def build(
     forward = _cuda_graphs(model, autocast, batches, device)
     sync()
     return forward, time.perf_counter() - t0
+
+
+def _allow_recompiles(shapes: int) -> None:
+    """Let dynamo compile every shape: past its recompile limit it would silently run eager code."""
+    config = torch._dynamo.config
+    name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
+    setattr(config, name, max(getattr(config, name), shapes + 1))
 
 
 def _one_per_shape(batches: Batches) -> list[dict[str, torch.Tensor]]:

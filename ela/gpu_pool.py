@@ -14,6 +14,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from ela import ElaError
+
 LOCK_DIR = Path(os.environ.get("ELA_GPU_LOCK_DIR", Path(tempfile.gettempdir()) / "ela-gpu-locks"))
 
 
@@ -45,15 +47,102 @@ def claim(
         time.sleep(poll_s)
 
 
+def visible_uuids(env: str | None, host_uuids: list[str]) -> list[str]:
+    """The GPUs this process may use, in CUDA order: CUDA_VISIBLE_DEVICES (indices or UUIDs) over NVML's list.
+
+    ela sets CUDA_DEVICE_ORDER=PCI_BUS_ID, so CUDA index i is NVML index i.
+    """
+    if env is None:
+        return list(host_uuids)
+    out = []
+    for item in (x.strip() for x in env.split(",")):
+        if not item:
+            break  # CUDA stops at the first empty or invalid entry
+        if item.isdigit():
+            if int(item) >= len(host_uuids):
+                break
+            out.append(host_uuids[int(item)])
+        else:
+            match = [u for u in host_uuids if u.startswith(item if item.startswith("GPU-") else f"GPU-{item}")]
+            if len(match) != 1:
+                break
+            out.append(match[0])
+    return out
+
+
+def choose(gpus: str | list[int], visible: list[str]) -> list[str]:
+    """UUIDs a job may claim: all visible GPUs, or those at the given CUDA indices."""
+    if gpus == "all":
+        return visible
+    missing = [i for i in gpus if not 0 <= i < len(visible)]
+    if missing:
+        raise ElaError(f"gpus={list(gpus)}: no CUDA GPU {missing} here ({len(visible)} visible); use gpus=all")
+    return [visible[i] for i in gpus]
+
+
+_pinned: str | None = None  # the GPU this process was pinned to by its first claim
+
+
+def _host_uuids() -> list[str]:
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        return [
+            pynvml.nvmlDeviceGetUUID(pynvml.nvmlDeviceGetHandleByIndex(i)) for i in range(pynvml.nvmlDeviceGetCount())
+        ]
+    except Exception as err:  # noqa: BLE001 - no driver, no library: the same answer for the user
+        raise ElaError(f"gpus= needs CUDA GPUs, and NVML finds none here ({type(err).__name__}: {err})") from err
+
+
+def cuda_uuid(index: int) -> str:
+    """NVML-style UUID ("GPU-...") of a CUDA device."""
+    import torch
+
+    uuid = str(torch.cuda.get_device_properties(index).uuid)
+    return uuid if uuid.startswith("GPU-") else f"GPU-{uuid}"
+
+
+def _cuda_index(uuid: str) -> int:
+    import torch
+
+    for i in range(torch.cuda.device_count()):
+        if cuda_uuid(i) == uuid:
+            return i
+    raise ElaError(
+        f"the GPU this job claimed ({uuid}) is not the one CUDA gives it: CUDA started in this process before "
+        "ela could pin it (CUDA_VISIBLE_DEVICES). Use a launcher that runs jobs in their own processes, "
+        "or gpus=null with CUDA_VISIBLE_DEVICES set per job"
+    )
+
+
 @contextlib.contextmanager
 def claim_gpu(gpus: str | list[int] | None) -> Iterator[int | None]:
-    """gpus=None: no claim (CUDA_VISIBLE_DEVICES decides); `all` or a list of CUDA indices: claim one."""
+    """gpus=None: no claim (CUDA_VISIBLE_DEVICES decides). `all` or CUDA indices: claim a free GPU of
+    these for the with-block and yield the CUDA index to use.
+
+    The first claim in a process happens before CUDA starts (GPUs are listed through NVML) and sets
+    CUDA_VISIBLE_DEVICES to that GPU alone, so nothing the job does can touch another card; later jobs
+    in the same process (a reused launcher worker) can only claim that GPU again.
+    """
+    global _pinned
     if gpus is None:
         yield None
         return
     import torch
 
-    indices = list(range(torch.cuda.device_count())) if gpus == "all" else list(gpus)
-    uuids = [str(torch.cuda.get_device_properties(i).uuid) for i in indices]
-    with claim(uuids) as position:
-        yield indices[position]
+    if _pinned is not None:
+        keys = [_pinned]
+    else:
+        keys = choose(gpus, visible_uuids(os.environ.get("CUDA_VISIBLE_DEVICES"), _host_uuids()))
+    with claim(keys) as position:
+        uuid = keys[position]
+        if _pinned is None and not torch.cuda.is_initialized():
+            os.environ["CUDA_VISIBLE_DEVICES"] = uuid  # read when CUDA starts, just after this
+            _pinned = uuid
+        yield _cuda_index(uuid)
+
+
+def pinned() -> str | None:
+    """The GPU this process is pinned to through CUDA_VISIBLE_DEVICES, if any."""
+    return _pinned

@@ -6,9 +6,11 @@ import contextlib
 import io
 import json
 import logging
+import os
 import random
 import resource
 import socket
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,12 +36,11 @@ from ela.device import (
     tf32_state,
 )
 from ela.engines import build
-from ela.gpu_pool import claim, claim_gpu
+from ela.gpu_pool import claim, claim_gpu, pinned
 from ela.measure import energy_window, idle_power, latency_pass, make_forward, predict, warmup
 from ela.meters import FakeCounter, MeasurementError, NvmlCounter, WindowMeter, tick_period_s
 from ela.metrics import accuracy_metrics, latency_metrics, window_metrics
 from ela.models import apply_precision, label_map, load_model
-from ela.plots import power_trace_png
 from ela.trace import PowerTrace
 
 log = logging.getLogger(__name__)
@@ -85,15 +86,25 @@ def make_meter(job: JobConfig, device: torch.device) -> tuple[WindowMeter | None
 
 def measure_job(job: JobConfig, job_dir: Path, progress=None) -> JobOutcome:
     """Run one configured job end to end (on a GPU of its own when gpus= is set)."""
-    if resolve_device(job.device).type == "cpu":
-        if job.gpus is not None:
+    t0 = time.perf_counter()
+    if job.gpus is not None:
+        if job.device == "cpu":
             raise ElaError(f"gpus={job.gpus} needs CUDA GPUs; this job runs on CPU (leave gpus=null)")
+        # Claimed before anything starts CUDA, so the job can be pinned with CUDA_VISIBLE_DEVICES.
+        lock = claim_gpu(job.gpus)
+    elif resolve_device(job.device).type == "cpu":
         # Jobs measuring the CPU at the same time would measure each other: one at a time per host,
         # whatever the launcher starts concurrently (submitit's local executor starts them all).
-        with claim([f"cpu-{socket.gethostname()}"]):
-            return _measure_on(job, resolve_device(job.device), job_dir, progress)
-    with claim_gpu(job.gpus) as index:
-        return _measure_on(job, resolve_device(job.device, index), job_dir, progress)
+        lock = claim([f"cpu-{socket.gethostname()}"])
+    else:
+        lock = claim_gpu(None)
+    with lock as index:
+        waited = time.perf_counter() - t0
+        out = _measure_on(job, resolve_device(job.device, index if job.gpus is not None else None), job_dir, progress)
+    out.metrics["device_wait_s"] = waited  # queued behind other jobs for the GPU/CPU: not overhead
+    if pinned():
+        out.tags["ela.cuda_visible_devices"] = os.environ.get("CUDA_VISIBLE_DEVICES", "")
+    return out
 
 
 def _measure_on(job: JobConfig, device: torch.device, job_dir: Path, progress) -> JobOutcome:
@@ -130,6 +141,8 @@ def _measure(job: JobConfig, device: torch.device, meter, gpu: GpuInfo | None, p
         if trace is not None:
             df = trace.stop()
             out.files["power_trace.csv"] = _csv(df)
+            from ela.plots import power_trace_png  # matplotlib: imported only by jobs that draw
+
             out.files["power_trace.png"] = power_trace_png(df, f"{job.run_name}: {meter.method}")
     return out
 

@@ -106,7 +106,7 @@ def release_device() -> None:
         import torch
 
         torch._dynamo.reset()  # compiled graphs of one job never serve the next
-        if torch.cuda.is_available():
+        if torch.cuda.is_initialized():  # never start CUDA here: a later job pins its GPU first
             torch.cuda.empty_cache()
 
 

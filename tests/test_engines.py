@@ -40,7 +40,7 @@ def test_buckets_padding_fraction_and_length_order():
 def test_cudagraph_on_cpu_is_refused():
     model = load_model(CFG).model
     batches = tokenize(AutoTokenizer.from_pretrained(MODEL), ["good"], 1, 16, [16])
-    engine = EngineConfig(name="cudagraph", compile_mode=None, buckets=[16])
+    engine = EngineConfig(name="cudagraph", compile_mode=None, buckets=[16], fullgraph=True)
     with pytest.raises(ElaError, match="cudagraph captures CUDA graphs and needs a CUDA GPU"):
         build(engine, model, contextlib.nullcontext, batches, torch.device("cpu"), lambda: None)
 

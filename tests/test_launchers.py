@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 from conftest import FAKE_GPU, LOCAL, PARENT, all_runs, free_port, mlflow_cli, run_ela, start_server
 
-from ela.gpu_pool import claim
+from ela import ElaError
+from ela.gpu_pool import choose, claim, visible_uuids
 
 FAST = [*LOCAL, *FAKE_GPU, "dataset.limit=16", "measure.repeats=1", "measure.idle_window_s=0.05"]
 
@@ -53,6 +54,31 @@ def test_concurrent_claims_get_different_gpus(tmp_path):
             pass
     with claim(["gpu-a", "gpu-b"], lock_dir=tmp_path) as again:
         assert again == 0  # released at the end of the job
+
+
+HOST = ["GPU-aaaa-0", "GPU-bbbb-1", "GPU-cccc-2"]
+
+
+@pytest.mark.parametrize(
+    ("env", "visible"),
+    [
+        (None, HOST),
+        ("2,0", ["GPU-cccc-2", "GPU-aaaa-0"]),
+        ("GPU-bbbb", ["GPU-bbbb-1"]),  # a unique UUID prefix, as CUDA accepts
+        ("bbbb-1", ["GPU-bbbb-1"]),
+        ("1,7,0", ["GPU-bbbb-1"]),  # CUDA stops at the first invalid entry
+        ("", []),
+    ],
+)
+def test_visible_gpus_follow_cuda_visible_devices(env, visible):
+    assert visible_uuids(env, HOST) == visible
+
+
+def test_gpus_list_picks_cuda_indices_and_names_a_missing_one():
+    assert choose("all", HOST[:2]) == HOST[:2]
+    assert choose([1], HOST) == ["GPU-bbbb-1"]
+    with pytest.raises(ElaError, match=r"gpus=\[0, 3\]: no CUDA GPU \[3\] here \(3 visible\)"):
+        choose([0, 3], HOST)
 
 
 def test_gpus_on_cpu_is_a_clear_error(tmp_path):
