@@ -18,14 +18,13 @@ Prints one Markdown table (and writes CSV rows to --csv as it goes, so a cut-off
         [--precisions fp32,bf16,bf16_pure] [--batches 1,8,64] \
         [--engines eager,cudagraph,compile:reduce-overhead] [--autotune-batches 64] [--attn sdpa]
 
-An engine spec is `eager`, `cudagraph` or `compile:<mode>`; `+freezing` after a compile spec also
-turns on inductor's freezing (weights folded as constants, e.g. autocast's weight casts).
+An engine spec is `eager`, `cudagraph` or `compile:<mode>`; `+freezing` after a compile spec sets
+engine.freezing=true (inductor folds the weights in as constants, e.g. autocast's weight casts).
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
 import statistics
 import time
@@ -140,8 +139,47 @@ def measure(forward: Forward, on: Batches, meter: WindowMeter, idle_w: float, wi
 
 
 def engine(spec: str, seq: int) -> EngineConfig:
+    """`compile:<mode>[+freezing]`, `cudagraph` or `eager` as ela's engine config at one bucket."""
     name, _, mode = spec.partition(":")
-    return EngineConfig(name=name, compile_mode=mode.removesuffix("+freezing") or None, buckets=[seq], fullgraph=True)
+    return EngineConfig(
+        name=name,
+        compile_mode=mode.removesuffix("+freezing") or None,
+        buckets=[seq],
+        fullgraph=True,
+        freezing=spec.endswith("+freezing"),
+    )
+
+
+KERNELS = {  # kernel-name fragments -> what the kernel does
+    "matmul": ("gemm", "cutlass", "triton_mm", "nvjet", "sm90_xmma", "sm80_xmma", "cublas", "splitk"),
+    "attention": ("fmha", "attention", "flash", "sdpa", "efficient"),
+}
+
+
+def profile(forward: Forward, one: dict[str, torch.Tensor], iters: int = 20) -> str:
+    """GPU time per forward by kernel kind, against wall time: is the GPU busy, and doing what?"""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    torch.cuda.synchronize()
+    with torch_profile(activities=[ProfilerActivity.CUDA]) as prof:
+        t0 = time.perf_counter()
+        for _ in range(iters):
+            forward(one)
+        torch.cuda.synchronize()
+        wall_ms = 1000 * (time.perf_counter() - t0) / iters
+    kinds: dict[str, float] = {}
+    count = 0
+    for e in prof.events():
+        if e.device_type != torch.autograd.DeviceType.CUDA:
+            continue
+        name = e.name.lower()
+        kind = next((k for k, frags in KERNELS.items() if any(f in name for f in frags)), "other")
+        kinds[kind] = kinds.get(kind, 0.0) + e.device_time_total / 1000 / iters
+        count += 1
+    busy = sum(kinds.values())
+    parts = ", ".join(f"{k} {v:.3f}" for k, v in sorted(kinds.items(), key=lambda kv: -kv[1]))
+    return f"wall {wall_ms:.3f} ms/batch, GPU busy {busy:.3f} ms ({parts}), {count / iters:.0f} kernels"
 
 
 def main() -> None:
@@ -158,6 +196,7 @@ def main() -> None:
     ap.add_argument("--window-s", type=float, default=2.0)
     ap.add_argument("--windows", type=int, default=2)
     ap.add_argument("--no-refs", action="store_true")
+    ap.add_argument("--profile", action="store_true", help="also print each ela engine's GPU time by kernel kind")
     ap.add_argument("--csv", default="engines.csv")
     a = ap.parse_args()
 
@@ -203,15 +242,14 @@ def main() -> None:
             for spec in specs:
                 torch._dynamo.reset()
                 forward = None
-                freezing = spec.endswith("+freezing")
-                ctx = torch._inductor.config.patch(freezing=True) if freezing else contextlib.nullcontext()
                 try:
-                    with ctx:
-                        forward, setup_s = build(engine(spec, a.seq), model, amp, batches, device, sync)
-                        pred = predict(forward, batches).argmax(-1)
-                        agree = None if spec == "eager" else float((pred == eager_pred).float().mean())
-                        got = measure(forward, batches, meter, idle.power_w, a.window_s, a.windows)
-                        rows.append({"engine": f"ela {spec}", **got, "setup_s": setup_s, "agreement": agree})
+                    forward, setup_s = build(engine(spec, a.seq), model, amp, batches, device, sync)
+                    pred = predict(forward, batches).argmax(-1)
+                    agree = None if spec == "eager" else float((pred == eager_pred).float().mean())
+                    got = measure(forward, batches, meter, idle.power_w, a.window_s, a.windows)
+                    rows.append({"engine": f"ela {spec}", **got, "setup_s": setup_s, "agreement": agree})
+                    if a.profile:
+                        print(f"profile {pname} b{batch} {spec}: {profile(forward, one)}", flush=True)
                 except Exception as err:  # noqa: BLE001 - a failing engine is a row, not the end of the table
                     print(f"| {pname} | {batch} | ela {spec} | FAILED: {type(err).__name__}: {str(err)[:200]} |")
                 del forward

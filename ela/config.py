@@ -59,6 +59,7 @@ class EngineConfig:
     compile_mode: str | None
     buckets: list[int] | None
     fullgraph: bool
+    freezing: bool
 
 
 @dataclass(frozen=True)
@@ -211,6 +212,7 @@ def validate(cfg: DictConfig | dict[str, Any]) -> JobConfig:
         "null or a list of positive sequence lengths such as [16,32,64,128]",
     )
     _check(isinstance(e.fullgraph, bool), "engine.fullgraph", e.fullgraph, "true | false")
+    _check(isinstance(e.freezing, bool), "engine.freezing", e.freezing, "true | false")
     _check(d.order in ("original", "by_length"), "dataset.order", d.order, "original | by_length")
     _check(
         m.attn_implementation in (None, "sdpa", "eager", "flash_attention_2"),

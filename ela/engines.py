@@ -46,9 +46,11 @@ def build(
             fullgraph=engine.fullgraph,
         )
         forward = make_forward(compiled, autocast)
-        for inputs in shapes:  # compile every shape now, not inside a window
-            forward(inputs)
-            forward(inputs)  # reduce-overhead records its graph on a later call
+        # freezing: inductor folds the weights in as constants (autocast's per-call weight casts go away).
+        with torch._inductor.config.patch(freezing=engine.freezing):
+            for inputs in shapes:  # compile every shape now, not inside a window
+                forward(inputs)
+                forward(inputs)  # reduce-overhead records its graph on a later call
         sync()
         return forward, time.perf_counter() - t0
     forward = _cuda_graphs(model, autocast, batches, device)

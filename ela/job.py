@@ -242,7 +242,7 @@ def _run_phases(job: JobConfig, device: torch.device, meter, gpu, step, sync, ou
             "ela.untrained_head": str(bool(loaded.newly_initialized)).lower(),
             "ela.attn_implementation": str(getattr(loaded.model.config, "_attn_implementation", "unknown")),
             "ela.label_map": json.dumps(mapping),
-            "ela.engine": job.engine.name + (f"({job.engine.compile_mode})" if job.engine.name == "compile" else ""),
+            "ela.engine": _engine_label(job.engine),
             "ela.method.latency": "perf_counter, device synchronised before and after every batch",
             "ela.method.throughput": "energy windows: whole passes, no per-batch synchronisation",
             "ela.method.energy_gpu": meter.method if meter else "none",
@@ -304,6 +304,13 @@ def _add_carbon(out: JobOutcome, carbon: CarbonTracker | None, job: JobConfig) -
     out.tags.update({f"ela.method.codecarbon_{k}": v for k, v in rec.methods.items()})
     out.tags["ela.method.emissions"] = f"codecarbon-offline({job.codecarbon.country_iso_code}), whole job"
     out.files["codecarbon.json"] = json.dumps(rec.raw, indent=2, default=str)
+
+
+def _engine_label(engine) -> str:
+    """e.g. `eager`, `compile(reduce-overhead)`, `compile(max-autotune,freezing)`."""
+    if engine.name != "compile":
+        return engine.name
+    return f"compile({engine.compile_mode}{',freezing' if engine.freezing else ''})"
 
 
 def _csv(df: pd.DataFrame) -> str:

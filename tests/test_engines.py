@@ -40,7 +40,7 @@ def test_buckets_padding_fraction_and_length_order():
 def test_cudagraph_on_cpu_is_refused():
     model = load_model(CFG).model
     batches = tokenize(AutoTokenizer.from_pretrained(MODEL), ["good"], 1, 16, [16])
-    engine = EngineConfig(name="cudagraph", compile_mode=None, buckets=[16], fullgraph=True)
+    engine = EngineConfig(name="cudagraph", compile_mode=None, buckets=[16], fullgraph=True, freezing=False)
     with pytest.raises(ElaError, match="cudagraph captures CUDA graphs and needs a CUDA GPU"):
         build(engine, model, contextlib.nullcontext, batches, torch.device("cpu"), lambda: None)
 
@@ -57,3 +57,16 @@ def test_compile_on_cpu_agrees_with_eager_in_a_real_sweep(tmp_path):
     assert compiled.data.metrics["accuracy"] == eager.data.metrics["accuracy"]
     assert compiled.data.tags["ela.engine"] == "compile(default)"
     assert compiled.data.metrics["distinct_shapes"] == 1 and compiled.data.metrics["padding_fraction"] > 0.5
+
+
+def test_frozen_compile_on_cpu_gives_eager_logits():
+    model = load_model(CFG).model
+    texts = ["a gripping, funny film", "dull and far too long", "not bad at all"]
+    batches = tokenize(AutoTokenizer.from_pretrained(MODEL), texts, 3, 16, [16])
+    engine = EngineConfig(name="compile", compile_mode="default", buckets=[16], fullgraph=True, freezing=True)
+    forward, setup_s = build(engine, model, contextlib.nullcontext, batches, torch.device("cpu"), lambda: None)
+    with torch.inference_mode():
+        eager = model(**batches.inputs[0]).logits
+    assert setup_s > 0
+    torch.testing.assert_close(forward(batches.inputs[0]), eager, atol=1e-4, rtol=1e-4)
+    torch._dynamo.reset()
