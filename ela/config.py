@@ -215,10 +215,10 @@ def validate(cfg: DictConfig | dict[str, Any]) -> JobConfig:
     _check(isinstance(e.freezing, bool), "engine.freezing", e.freezing, "true | false")
     _check(d.order in ("original", "by_length"), "dataset.order", d.order, "original | by_length")
     _check(
-        m.attn_implementation in (None, "sdpa", "eager", "flash_attention_2"),
+        m.attn_implementation in (None, "sdpa", "eager", "flash_attention_2", "flex_attention"),
         "model.attn_implementation",
         m.attn_implementation,
-        "null | sdpa | eager | flash_attention_2",
+        "null | sdpa | eager | flash_attention_2 | flex_attention",
     )
     _check(me.warmup_batches >= 0, "measure.warmup_batches", me.warmup_batches, ">= 0")
     _check(me.min_window_s > 0, "measure.min_window_s", me.min_window_s, "> 0 seconds")
