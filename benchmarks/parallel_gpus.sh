@@ -6,7 +6,7 @@ set -uo pipefail
 model=$1 data=$2 out=${3:-/tmp/ela-parallel}
 mkdir -p "$out"
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-common=(model=local "model.path=$model" "dataset.path=$data" "tracking.uri=sqlite:///$out/mlflow.db")
+common=(measure.idle_max_settle_s=5 measure.idle_window_s=2 model=local "model.path=$model" "dataset.path=$data" "tracking.uri=sqlite:///$out/mlflow.db")
 nvidia-smi -L
 
 sweep() {  # experiment, then ela.run arguments

@@ -55,7 +55,7 @@ def test_compile_on_cpu_agrees_with_eager_in_a_real_sweep(tmp_path):
     assert compiled.data.metrics["agreement_with_eager"] == 1.0
     assert compiled.data.metrics["engine_setup_s"] > 0 and eager.data.metrics["engine_setup_s"] == 0
     assert compiled.data.metrics["accuracy"] == eager.data.metrics["accuracy"]
-    assert compiled.data.tags["ela.engine"] == "compile(default)"
+    assert compiled.data.tags["ela.engine"] == "compile(default,freezing)"
     assert compiled.data.metrics["distinct_shapes"] == 1 and compiled.data.metrics["padding_fraction"] > 0.5
 
 
