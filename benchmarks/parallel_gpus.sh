@@ -31,6 +31,6 @@ sweep submitit hydra/launcher=submitit_local_gpus gpus=all precision=fp32,bf16 b
 # 3. CUDA OOM: all of SST-2 train padded to 512 tokens in one batch, then the dev split in one batch
 #    in the same process; the first must end FAILED (OutOfMemoryError), the second FINISHED.
 sweep oom dataset.local_file=train.tsv dataset.limit=70000,872 batch=100000 model.max_length=512 \
-  'engine.buckets=[512]' measure.repeats=1 measure.min_window_s=1 measure.idle_max_settle_s=2 measure.idle_window_s=1
+  'engine.buckets=[512]' measure.repeats=1 measure.min_window_s=1
 python "$here/sweep_table.py" --uri "sqlite:///$out/mlflow.db" --experiment oom
 grep -h "OutOfMemory\|FINISHED\|FAILED" "$out/oom.log" | cut -c1-300
