@@ -21,7 +21,7 @@ sweep() {  # experiment, then ela.run arguments
 
 # 1. joblib: 2 worker processes, 4 jobs; each job claims a free GPU and is pinned to it.
 sweep joblib hydra/launcher=joblib_gpus hydra.launcher.n_jobs=2 gpus=all precision=fp32,bf16 batch=64 seed=0,1 \
-  measure.repeats=2 measure.min_window_s=3
+  measure.repeats=1 measure.min_window_s=3
 python "$here/sweep_table.py" --uri "sqlite:///$out/mlflow.db" --experiment joblib
 
 # 2. submitit_local: every job its own process (the code path of Slurm).

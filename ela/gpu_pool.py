@@ -24,6 +24,8 @@ def claim(
     keys: list[str], lock_dir: Path = LOCK_DIR, poll_s: float = 1.0, timeout_s: float | None = None
 ) -> Iterator[int]:
     """Block until one of keys is free, hold it for the with-block, and yield its position in keys."""
+    if not keys:
+        raise ElaError("nothing to claim: this job may use no GPU (see gpus= and CUDA_VISIBLE_DEVICES)")
     lock_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
     while True:
@@ -72,6 +74,12 @@ def visible_uuids(env: str | None, host_uuids: list[str]) -> list[str]:
 
 def choose(gpus: str | list[int], visible: list[str]) -> list[str]:
     """UUIDs a job may claim: all visible GPUs, or those at the given CUDA indices."""
+    if not visible:
+        raise ElaError(
+            f"gpus={gpus}: no GPU is visible to this job (CUDA_VISIBLE_DEVICES="
+            f"{os.environ.get('CUDA_VISIBLE_DEVICES')!r}). With submitit's local executor, gpus_per_node "
+            "decides what jobs see: use hydra/launcher=submitit_local_gpus, which gives them every GPU"
+        )
     if gpus == "all":
         return visible
     missing = [i for i in gpus if not 0 <= i < len(visible)]
@@ -81,6 +89,14 @@ def choose(gpus: str | list[int], visible: list[str]) -> list[str]:
 
 
 _pinned: str | None = None  # the GPU this process was pinned to by its first claim
+
+
+def visible_gpu_count() -> int:
+    """GPUs this process may use, counted through NVML without starting CUDA; 0 where there is no NVML."""
+    try:
+        return len(visible_uuids(os.environ.get("CUDA_VISIBLE_DEVICES"), _host_uuids()))
+    except ElaError:
+        return 0
 
 
 def _host_uuids() -> list[str]:

@@ -25,6 +25,7 @@ from tqdm import tqdm
 from ela import ElaError
 from ela.config import config_hash, flatten, run_name, to_container, validate
 from ela.environment import environment_tags
+from ela.gpu_pool import visible_gpu_count
 from ela.report import summary_line
 from ela.tracking import PARENT_ENV, Tracker, tracking_uri
 
@@ -108,6 +109,10 @@ def release_device() -> None:
         torch._dynamo.reset()  # compiled graphs of one job never serve the next
         if torch.cuda.is_initialized():  # never start CUDA here: a later job pins its GPU first
             torch.cuda.empty_cache()
+
+
+# Launcher configs can ask how many GPUs this host offers (submitit's local executor needs a number).
+OmegaConf.register_new_resolver("ela_gpu_count", lambda: visible_gpu_count(), replace=True)
 
 
 def _interrupt(signum: int, frame: object) -> None:

@@ -4,7 +4,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import FAKE_GPU, LOCAL, PARENT, all_runs, free_port, mlflow_cli, run_ela, start_server
+from conftest import FAKE_GPU, LOCAL, PARENT, REPO, all_runs, free_port, mlflow_cli, run_ela, start_server
 
 from ela import ElaError
 from ela.gpu_pool import choose, claim, visible_uuids
@@ -36,7 +36,6 @@ def test_submitit_local_runs_the_same_code_path(tmp_path):
 
 
 def test_slurm_launcher_config_composes():
-    from conftest import REPO
     from hydra import compose, initialize_config_dir
 
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
@@ -79,6 +78,23 @@ def test_gpus_list_picks_cuda_indices_and_names_a_missing_one():
     assert choose([1], HOST) == ["GPU-bbbb-1"]
     with pytest.raises(ElaError, match=r"gpus=\[0, 3\]: no CUDA GPU \[3\] here \(3 visible\)"):
         choose([0, 3], HOST)
+
+
+def test_no_visible_gpu_is_an_error_not_an_endless_wait(tmp_path):
+    with pytest.raises(ElaError, match="no GPU is visible to this job"):
+        choose("all", [])  # e.g. submitit's local executor with gpus_per_node=0 sets CUDA_VISIBLE_DEVICES=""
+    with pytest.raises(ElaError, match="nothing to claim"), claim([], lock_dir=tmp_path):
+        pass
+
+
+def test_submitit_local_shows_jobs_every_gpu_of_the_host():
+    from hydra import compose, initialize_config_dir
+
+    import ela.run  # noqa: F401 - registers the ela_gpu_count resolver, as `python -m ela.run` does
+
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=["hydra/launcher=submitit_local_gpus"], return_hydra_config=True)
+    assert cfg.hydra.launcher.gpus_per_node == 0  # this CPU machine has none; a 2-GPU host gives 2
 
 
 def test_gpus_on_cpu_is_a_clear_error(tmp_path):
