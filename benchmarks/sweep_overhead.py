@@ -1,6 +1,7 @@
 """How much of a sweep's wall time is measurement? (CPU, real launchers)
 
-Runs the same small CPU sweep (MiniLM SST-2, 128 sentences per job) twice per launcher, with
+Runs the same small CPU sweep (MiniLM SST-2, 128 sentences per job) twice per launcher (basic:
+in-process; joblib_gpus: 2 reused worker processes; submitit_local: a process per job), with
 `--few` and `--many` jobs, and separates a sweep's wall time into
 
     wall = start-up (once per sweep) + jobs x (measured + fixed overhead per job)
@@ -66,7 +67,7 @@ def main() -> None:
         "fixed overhead s per job | in-job overhead s (after the first) |"
     )
     print("|---|---|---|---|---|---|")
-    for launcher in ("basic", "submitit_local_gpus"):
+    for launcher in ("basic", "joblib_gpus", "submitit_local_gpus"):
         walls, measured, in_job = [], [], []
         for jobs in (a.few, a.many):
             with tempfile.TemporaryDirectory() as tmp:

@@ -96,6 +96,13 @@ class SweepCallback(Callback):
         if self.tracker is None or self.parent_id is None:
             return
         runs = latest_per_job(self.tracker.children(self.parent_id))
+        if not runs and config.get("resume"):
+            # Every job was skipped: all already FINISHED (in an earlier sweep of a larger grid).
+            print(f"\n[ela] sweep {self.parent_id[:8]}: nothing to run, every job already FINISHED", flush=True)
+            self.tracker.set_tags(self.parent_id, {"ela.resume": "nothing to run: every job already FINISHED"})
+            self.tracker.end_run(self.parent_id, "FINISHED")
+            os.environ.pop(PARENT_ENV, None)
+            return
         table = runs_table(runs)
         finished = int((table["status"] == "FINISHED").sum()) if len(table) else 0
         failed = len(table) - finished

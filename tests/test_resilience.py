@@ -71,6 +71,10 @@ def test_sigkill_then_resume_runs_each_job_once(tmp_path):
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"  # the same sweep, continued
     assert "3 finished, 0 failed" in resumed.stdout
 
+    subset = run_ela(tmp_path, "seed=1", *grid[1:], "resume=true")  # another grid, every job already done
+    assert subset.returncode == 0 and "nothing to run, every job already FINISHED" in subset.stdout
+    assert not [r for r in all_runs(tmp_path) if r.info.status != "FINISHED"]
+
 
 def test_sigterm_marks_the_running_job_killed_and_closes_the_sweep(tmp_path):
     proc = start_sweep(tmp_path, "seed=0,1", *FAST, "measure.min_window_s=30")
