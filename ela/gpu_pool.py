@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ela import ElaError
 
+_pinned: str | None = None  # the GPU this process was pinned to by its first claim
 LOCK_DIR = Path(os.environ.get("ELA_GPU_LOCK_DIR", Path(tempfile.gettempdir()) / "ela-gpu-locks"))
 
 
@@ -88,15 +89,16 @@ def choose(gpus: str | list[int], visible: list[str]) -> list[str]:
     return [visible[i] for i in gpus]
 
 
-_pinned: str | None = None  # the GPU this process was pinned to by its first claim
-
-
 def visible_gpu_count() -> int:
     """GPUs this process may use, counted through NVML without starting CUDA; 0 where there is no NVML."""
     try:
-        return len(visible_uuids(os.environ.get("CUDA_VISIBLE_DEVICES"), _host_uuids()))
+        return len(_visible())
     except ElaError:
         return 0
+
+
+def _visible() -> list[str]:
+    return visible_uuids(os.environ.get("CUDA_VISIBLE_DEVICES"), _host_uuids())
 
 
 def _host_uuids() -> list[str]:
@@ -147,10 +149,7 @@ def claim_gpu(gpus: str | list[int] | None) -> Iterator[int | None]:
         return
     import torch
 
-    if _pinned is not None:
-        keys = [_pinned]
-    else:
-        keys = choose(gpus, visible_uuids(os.environ.get("CUDA_VISIBLE_DEVICES"), _host_uuids()))
+    keys = [_pinned] if _pinned is not None else choose(gpus, _visible())
     with claim(keys) as position:
         uuid = keys[position]
         if _pinned is None and not torch.cuda.is_initialized():

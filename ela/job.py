@@ -6,7 +6,6 @@ import contextlib
 import io
 import json
 import logging
-import os
 import random
 import resource
 import socket
@@ -103,7 +102,7 @@ def measure_job(job: JobConfig, job_dir: Path, progress=None) -> JobOutcome:
         out = _measure_on(job, resolve_device(job.device, index if job.gpus is not None else None), job_dir, progress)
     out.metrics["device_wait_s"] = waited  # queued behind other jobs for the GPU/CPU: not overhead
     if pinned():
-        out.tags["ela.cuda_visible_devices"] = os.environ.get("CUDA_VISIBLE_DEVICES", "")
+        out.tags["ela.cuda_visible_devices"] = pinned()
     return out
 
 

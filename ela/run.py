@@ -112,7 +112,7 @@ def release_device() -> None:
 
 
 # Launcher configs can ask how many GPUs this host offers (submitit's local executor needs a number).
-OmegaConf.register_new_resolver("ela_gpu_count", lambda: visible_gpu_count(), replace=True)
+OmegaConf.register_new_resolver("ela_gpu_count", visible_gpu_count, replace=True)
 
 
 def _interrupt(signum: int, frame: object) -> None:
