@@ -156,8 +156,8 @@ KERNELS = {  # kernel-name fragments -> what the kernel does
 }
 
 
-def profile(forward: Forward, one: dict[str, torch.Tensor], iters: int = 20) -> str:
-    """GPU time per forward by kernel kind, against wall time: is the GPU busy, and doing what?"""
+def profile(forward: Forward, one: dict[str, torch.Tensor], iters: int = 20, top_n: int = 12) -> str:
+    """GPU time per forward by kernel kind, against wall time, and the top kernels by name."""
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as torch_profile
 
@@ -169,6 +169,7 @@ def profile(forward: Forward, one: dict[str, torch.Tensor], iters: int = 20) -> 
         torch.cuda.synchronize()
         wall_ms = 1000 * (time.perf_counter() - t0) / iters
     kinds: dict[str, float] = {}
+    by_name: dict[str, float] = {}
     count = 0
     for e in prof.events():
         if e.device_type != torch.autograd.DeviceType.CUDA:
@@ -176,10 +177,13 @@ def profile(forward: Forward, one: dict[str, torch.Tensor], iters: int = 20) -> 
         name = e.name.lower()
         kind = next((k for k, frags in KERNELS.items() if any(f in name for f in frags)), "other")
         kinds[kind] = kinds.get(kind, 0.0) + e.device_time_total / 1000 / iters
+        by_name[e.name] = by_name.get(e.name, 0.0) + e.device_time_total / 1000 / iters
         count += 1
     busy = sum(kinds.values())
     parts = ", ".join(f"{k} {v:.3f}" for k, v in sorted(kinds.items(), key=lambda kv: -kv[1]))
-    return f"wall {wall_ms:.3f} ms/batch, GPU busy {busy:.3f} ms ({parts}), {count / iters:.0f} kernels"
+    top = sorted(by_name.items(), key=lambda kv: -kv[1])[:top_n]
+    lines = "".join(f"\n    {ms:.4f} ms  {name[:110]}" for name, ms in top)
+    return f"wall {wall_ms:.3f} ms/batch, GPU busy {busy:.3f} ms ({parts}), {count / iters:.0f} kernels{lines}"
 
 
 def main() -> None:

@@ -15,6 +15,8 @@ DTYPES = ("float32", "float16", "bfloat16")
 ENGINES = ("eager", "compile", "cudagraph")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 DEVICES = ("auto", "cuda", "cpu")
+# transformers' own, then ela's (ela.attention; the names are repeated there)
+ATTENTION = (None, "sdpa", "eager", "flash_attention_2", "flex_attention", "padded_varlen", "padded_triton")
 GPU_METERS = ("auto", "nvml", "fake", "none")
 # Keys that describe bookkeeping, not the measured work: excluded from the config hash.
 BOOKKEEPING = ("seed", "resume", "gpus", "tracking", "codecarbon", "hydra")
@@ -215,10 +217,10 @@ def validate(cfg: DictConfig | dict[str, Any]) -> JobConfig:
     _check(isinstance(e.freezing, bool), "engine.freezing", e.freezing, "true | false")
     _check(d.order in ("original", "by_length"), "dataset.order", d.order, "original | by_length")
     _check(
-        m.attn_implementation in (None, "sdpa", "eager", "flash_attention_2", "flex_attention"),
+        m.attn_implementation in ATTENTION,
         "model.attn_implementation",
         m.attn_implementation,
-        "null | sdpa | eager | flash_attention_2 | flex_attention",
+        " | ".join(a or "null" for a in ATTENTION),
     )
     _check(me.warmup_batches >= 0, "measure.warmup_batches", me.warmup_batches, ">= 0")
     _check(me.min_window_s > 0, "measure.min_window_s", me.min_window_s, "> 0 seconds")

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ela import ElaError
+from ela import ElaError, attention
 from ela.carbon import CarbonRecord, CarbonTracker
 from ela.config import JobConfig
 from ela.data import load_split, tokenize
@@ -108,6 +108,8 @@ def measure_job(job: JobConfig, job_dir: Path, progress=None) -> JobOutcome:
 
 def _measure_on(job: JobConfig, device: torch.device, job_dir: Path, progress) -> JobOutcome:
     check_precision(job.precision, device)
+    longest = max([job.model.max_length, *(job.engine.buckets or [])])  # the longest padded batch possible
+    attention.check(job.model.attn_implementation, job.precision, device, longest)
     seed_everything(job.seed)
     meter, gpu = make_meter(job, device)
     carbon = None

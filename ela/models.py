@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from ela import ElaError
+from ela import ElaError, attention
 from ela.config import ModelConfig
 from ela.hub import require_hub
 
@@ -43,6 +43,8 @@ def load_model(cfg: ModelConfig) -> LoadedModel:
     else:
         source, name = f"hub:{cfg.path}", cfg.path
         require_hub("model.path", cfg.path, "model=local model.path=/path/to/checkpoint (or ELA_MODEL_PATH)")
+    if cfg.attn_implementation in attention.NAMES:
+        attention.register(cfg.attn_implementation)
     try:
         tokenizer = AutoTokenizer.from_pretrained(name, revision=cfg.revision)
         extra = {"attn_implementation": cfg.attn_implementation} if cfg.attn_implementation else {}
@@ -57,6 +59,11 @@ def load_model(cfg: ModelConfig) -> LoadedModel:
             "Offline? Point ela at a local checkpoint: model=local model.path=/path/to/checkpoint "
             "(or export ELA_MODEL_PATH=/path/to/checkpoint and pass model=local)"
         ) from err
+    if cfg.attn_implementation in attention.NAMES and tokenizer.padding_side != "right":
+        raise ElaError(
+            f"model.attn_implementation={cfg.attn_implementation} needs right padding (real tokens first); this "
+            f"tokenizer pads on the {tokenizer.padding_side}: use model.attn_implementation=sdpa"
+        )
     fresh = sorted(info.get("missing_keys") or [])
     if fresh and not cfg.allow_untrained_head:
         raise ElaError(

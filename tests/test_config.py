@@ -64,6 +64,7 @@ def test_local_paths_from_environment(monkeypatch):
         (["engine.buckets=[0,16]"], "engine.buckets"),
         (["dataset.order=random"], "dataset.order='random'"),
         (["gpus=some"], "gpus='some'"),
+        (["model.attn_implementation=flash"], "model.attn_implementation='flash'"),
     ],
 )
 def test_bad_values_name_the_key(overrides, message):

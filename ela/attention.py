@@ -1,0 +1,170 @@
+"""Attention for padded batches without a dense mask: `padded_varlen` and `padded_triton`.
+
+transformers' `sdpa` path hands PyTorch a dense boolean mask, which rules out FlashAttention, and at
+SST-2's 32 tokens every PyTorch kernel spends ~20 us per layer on a batch of 64 (benchmarks/attention.py).
+Both implementations here keep each sequence in its padded slot of S tokens (shapes stay static for
+compile and CUDA graphs; the work is exactly the padded batch's) and mask the padding by each
+sequence's number of real keys, which needs right padding (real tokens first):
+
+- `padded_varlen`: PyTorch's bundled FlashAttention-2 varlen kernel with per-sequence key lengths
+  (`seqused_k`). Any length; best for long sequences.
+- `padded_triton`: ela's Triton kernel, one program per (sequence, head) holding the whole S x S
+  score tile, for S <= 128, where FlashAttention's 128-row tiles are mostly padding.
+
+Both need a CUDA GPU (sm_80+) and fp16/bf16 activations; `check` refuses anything else before a job
+starts, and the model's predictions are compared with eager transformers' (`agreement_with_eager`).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+
+from ela import ElaError
+from ela.config import PrecisionConfig
+
+VARLEN, TRITON = "padded_varlen", "padded_triton"  # no "flash" in a name: transformers would look for flash-attn
+NAMES = (VARLEN, TRITON)
+TRITON_MAX_LEN = 128  # the S x S fp32 score tile of one program must fit in registers
+TRITON_WARPS: int | None = None  # None: 4 warps per program, 8 from S > 64 (benchmarks/attention.py)
+
+
+def key_lengths(attention_mask: torch.Tensor | None = None, kv_length: int = 0, **_kwargs) -> torch.Tensor | None:
+    """transformers mask hook: the number of real (leading) tokens per sequence, int32 [B], or None."""
+    if attention_mask is None:
+        return None
+    return attention_mask[:, -kv_length:].sum(-1, dtype=torch.int32)
+
+
+def _hook(name: str):
+    def attention(
+        module: torch.nn.Module,
+        query: torch.Tensor,
+        key: torch.Tensor,
+        value: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        scaling: float | None = None,
+        **_kwargs,  # dropout is 0 in eval mode, which is all ela runs
+    ) -> tuple[torch.Tensor, None]:
+        """transformers attention hook: q, k, v [B, H, S, D] -> output [B, S, H, D] (no weights)."""
+        if getattr(module, "is_causal", False):
+            raise ElaError(f"attn_implementation={name} is bidirectional; this model's attention is causal: use sdpa")
+        b, h, s, d = query.shape
+        # [B, H, S, D] -> [B*S, H, D]: a view of the linear layers' output, sequence i at rows i*S...
+        q, k, v = (t.transpose(1, 2).reshape(b * s, h, d) for t in (query, key, value))
+        lengths = attention_mask
+        if lengths is None:  # no padding anywhere
+            lengths = torch.full((b,), s, dtype=torch.int32, device=q.device)
+        out = KERNELS[name](q, k, v, lengths, s, d**-0.5 if scaling is None else scaling)
+        return out.view(b, s, h, d), None
+
+    return attention
+
+
+def flash_varlen(q, k, v, lengths: torch.Tensor, seq: int, scale: float) -> torch.Tensor:
+    """FlashAttention-2 varlen forward on [B*S, H, D]: segment i is rows i*S.., its first lengths[i] keys."""
+    starts = torch.arange(0, q.shape[0] + 1, seq, device=q.device, dtype=torch.int32)
+    return torch.ops.aten._flash_attention_forward(
+        q, k, v, starts, starts, seq, seq, 0.0, False, False, scale=scale, seqused_k=lengths
+    )[0]
+
+
+def triton_short(q, k, v, lengths: torch.Tensor, seq: int, scale: float) -> torch.Tensor:
+    """ela's Triton kernel on [B*S, H, D]: segment i is rows i*S.., its first lengths[i] keys."""
+    # through torch.ops (built by register()): dynamo sees one opaque op, not the Python that builds it
+    return torch.ops.ela.padded_triton_attention(q, k, v, lengths, seq, scale)
+
+
+KERNELS = {VARLEN: flash_varlen, TRITON: triton_short}  # looked up per call: CPU tests swap in references
+
+
+@functools.cache
+def _triton_op():
+    """Build the Triton kernel and its torch op once (Triton is imported only where it is used)."""
+    import triton
+    import triton.language as tl
+    from torch.library import triton_op, wrap_triton
+
+    @triton.jit
+    def ela_padded_attention(q_ptr, k_ptr, v_ptr, o_ptr, lens_ptr, qs0, qs1, qs2, ks0, ks1, ks2, vs0, vs1, vs2,
+                             os0, os1, os2, scale, S: tl.constexpr, BLOCK: tl.constexpr, D: tl.constexpr):  # fmt: skip
+        # Strides are arguments (any layout works, e.g. slices of a fused QKV output); Triton specialises 1s.
+        seq, head = tl.program_id(0), tl.program_id(1)
+        n = tl.load(lens_ptr + seq)  # real keys in this sequence
+        rows, cols = tl.arange(0, BLOCK), tl.arange(0, D)
+        tok = (seq * S + rows)[:, None]
+        in_seq, real = (rows < S)[:, None], (rows < n)[:, None]
+        q = tl.load(q_ptr + tok * qs0 + head * qs1 + cols[None, :] * qs2, mask=in_seq, other=0.0)
+        k = tl.load(k_ptr + tok * ks0 + head * ks1 + cols[None, :] * ks2, mask=real, other=0.0)
+        v = tl.load(v_ptr + tok * vs0 + head * vs1 + cols[None, :] * vs2, mask=real, other=0.0)
+        scores = tl.dot(q, tl.trans(k)) * scale  # fp32 accumulation
+        scores = tl.where((rows < n)[None, :], scores, float("-inf"))
+        p = tl.exp(scores - tl.max(scores, 1)[:, None])
+        out = tl.dot(p.to(v.dtype), v) / tl.sum(p, 1)[:, None]  # P in half precision, as FlashAttention
+        tl.store(o_ptr + tok * os0 + head * os1 + cols[None, :] * os2, out.to(o_ptr.dtype.element_ty), mask=in_seq)
+
+    @triton_op("ela::padded_triton_attention", mutates_args={})
+    def op(
+        q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lengths: torch.Tensor, seq: int, scale: float
+    ) -> torch.Tensor:
+        tokens, heads, dim = q.shape
+        if seq > TRITON_MAX_LEN:
+            raise ElaError(f"attn_implementation={TRITON} handles sequences up to {TRITON_MAX_LEN} tokens, got {seq}")
+        if dim < 16 or dim & (dim - 1):
+            raise ElaError(
+                f"attn_implementation={TRITON} needs a power-of-two head size >= 16, got {dim}: use {VARLEN}"
+            )
+        out = torch.empty((tokens, heads, dim), dtype=q.dtype, device=q.device)
+        block = max(16, triton.next_power_of_2(seq))  # tl.dot needs tiles of 16+
+        wrap_triton(ela_padded_attention)[(tokens // seq, heads)](
+            q, k, v, out, lengths, *q.stride(), *k.stride(), *v.stride(), *out.stride(),
+            scale, seq, block, dim,
+            num_warps=TRITON_WARPS or (8 if block >= 128 else 4),
+        )  # fmt: skip
+        return out
+
+    return op
+
+
+def check(attn_implementation: str | None, precision: PrecisionConfig, device: torch.device, max_len: int) -> None:
+    """Refuse padded_* attention where its kernel can't run, before any work (never fall back to another)."""
+    name = attn_implementation
+    if name not in NAMES:
+        return
+    fix = "use model.attn_implementation=sdpa"
+    if device.type != "cuda":
+        raise ElaError(f"model.attn_implementation={name} runs a CUDA kernel; this job runs on {device.type}: {fix}")
+    if not {precision.weights_dtype, precision.autocast_dtype} & {"float16", "bfloat16"}:
+        raise ElaError(
+            f"model.attn_implementation={name} needs fp16/bf16 activations; "
+            f"precision={precision.name} computes in fp32: pick a half precision or {fix}"
+        )
+    if name == TRITON and max_len > TRITON_MAX_LEN:
+        raise ElaError(
+            f"model.attn_implementation={name} handles sequences up to {TRITON_MAX_LEN} tokens; sequences here "
+            f"may reach {max_len}: lower model.max_length and engine.buckets, or use {VARLEN}"
+        )
+    if torch.cuda.get_device_capability(device) < (8, 0):
+        raise ElaError(
+            f"model.attn_implementation={name}: {torch.cuda.get_device_name(device)} is older than sm_80: {fix}"
+        )
+    if name == VARLEN and "seqused_k" not in str(torch.ops.aten._flash_attention_forward.default._schema):
+        raise ElaError(
+            f"model.attn_implementation={name} needs a torch whose FlashAttention takes per-sequence key lengths "
+            f"(seqused_k); torch {torch.__version__} has none: {fix}"
+        )
+
+
+def register(name: str) -> None:
+    """Make `attn_implementation=<name>` loadable by transformers (idempotent)."""
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface
+
+    if name == TRITON and torch.cuda.is_available():  # its kernel exists only where CUDA does
+        try:
+            _triton_op()
+        except ImportError as err:
+            raise ElaError(f"attn_implementation={TRITON} needs Triton (CUDA builds of torch ship it): {err}") from err
+    AttentionInterface.register(name, _hook(name))
+    AttentionMaskInterface.register(name, key_lengths)
