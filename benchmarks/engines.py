@@ -5,7 +5,8 @@ padded to it, the first 832 sentences so every batch has the same shape), in one
 
 - ela's engines, built by `ela.engines.build` exactly as a job builds them: ms/sample and J/sample
   (NVML counter over whole passes, as a job's energy windows), dynamic J/sample (minus idle power),
-  setup s (compile/capture), agreement of predictions with eager in the same precision;
+  setup s (compile/capture), agreement of predictions with eager in the same precision (and the
+  largest logit difference from eager);
 - hand-written references on one fixed input batch: `torch.compile(model, mode="reduce-overhead")`
   called in a loop, and a raw CUDA-graph replay loop (capture once, `replay()` only, no input copy);
 - the floor per batch: max(FLOPs / measured bf16 matmul rate, bytes / measured copy bandwidth), where
@@ -220,7 +221,7 @@ def main() -> None:
     out = open(a.csv, "a", newline="")  # noqa: SIM115 - rows are flushed as they come
     writer = csv.writer(out)
     print("| precision | batch | engine | ms/sample | ms/batch | J/sample | dynamic J/sample | window CV | setup s | "
-          "agree eager | x floor | x best hand ref |")  # fmt: skip
+          "agree eager (max abs logit diff) | x floor | x best hand ref |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|---|---|---|---|", flush=True)
     for pname in a.precisions.split(","):
         p = PrecisionConfig(**yaml.safe_load((CONF / "precision" / f"{pname}.yaml").read_text()))
@@ -237,7 +238,7 @@ def main() -> None:
             fixed = Batches([one] * len(batches.inputs), batches.token_lengths, batches.indices)
             flops, nbytes = work(model, batch, a.seq)
             floor_ms = 1000 * max(flops / flops_rate, nbytes / bandwidth)
-            eager_pred = predict(make_forward(model, amp), batches).argmax(-1)
+            eager_logits = predict(make_forward(model, amp), batches)
             specs = a.engines.split(",")
             if str(batch) in a.autotune_batches.split(","):
                 specs += ["compile:max-autotune"] + [s for s in a.extra.split(",") if s]
@@ -248,10 +249,17 @@ def main() -> None:
                 forward = None
                 try:
                     forward, setup_s = build(engine(spec, a.seq), model, amp, batches, device, sync)
-                    pred = predict(forward, batches).argmax(-1)
-                    agree = None if spec == "eager" else float((pred == eager_pred).float().mean())
+                    logits = predict(forward, batches)
+                    agree = (
+                        None
+                        if spec == "eager"
+                        else float((logits.argmax(-1) == eager_logits.argmax(-1)).float().mean())
+                    )
+                    dlogit = float((logits.float() - eager_logits.float()).abs().max())
                     got = measure(forward, batches, meter, idle.power_w, a.window_s, a.windows)
-                    rows.append({"engine": f"ela {spec}", **got, "setup_s": setup_s, "agreement": agree})
+                    rows.append(
+                        {"engine": f"ela {spec}", **got, "setup_s": setup_s, "agreement": agree, "dlogit": dlogit}
+                    )
                     if a.profile:
                         print(f"profile {pname} b{batch} {spec}: {profile(forward, one)}", flush=True)
                 except Exception as err:  # noqa: BLE001 - a failing engine is a row, not the end of the table
@@ -264,14 +272,14 @@ def main() -> None:
                 ):
                     forward, setup_s = make(model, amp, one)
                     got = measure(forward, fixed, meter, idle.power_w, a.window_s, a.windows)
-                    rows.append({"engine": label, **got, "setup_s": setup_s, "agreement": None})
+                    rows.append({"engine": label, **got, "setup_s": setup_s, "agreement": None, "dlogit": None})
                     del forward
                     torch._dynamo.reset()
             refs = [r["ms_per_sample"] for r in rows if r["engine"].startswith("hand")]
             for r in rows:
                 ms_batch = r["ms_per_sample"] * batch
                 vs_ref = f"{r['ms_per_sample'] / min(refs):.3f}" if refs else "-"
-                agree = "-" if r["agreement"] is None else f"{r['agreement']:.4f}"
+                agree = "-" if r["agreement"] is None else f"{r['agreement']:.4f} ({r['dlogit']:.3f})"
                 print(
                     f"| {pname} | {batch} | {r['engine']} | {r['ms_per_sample']:.4f} | {ms_batch:.3f} | "
                     f"{r['j_per_sample']:.4f} | {r['dynamic_j_per_sample']:.4f} | {100 * r['window_cv']:.1f}% | "

@@ -16,6 +16,8 @@ from ela.tracking import Tracker, tracking_uri
 COLUMNS = (
     ("accuracy", "accuracy", "{:.4f}"),
     ("agreement_with_fp32", "agree fp32", "{:.4f}"),
+    ("agreement_with_eager", "agree eager", "{:.4f}"),
+    ("engine_setup_s", "setup s", "{:.1f}"),
     ("latency_ms_per_sample", "ms/sample (synced)", "{:.3f}"),
     ("batch_latency_ms_p50", "p50 ms/batch", "{:.2f}"),
     ("throughput_samples_per_s", "samples/s (window)", "{:.0f}"),
@@ -60,6 +62,11 @@ def main() -> None:
         print_placement(runs)
         return
     table = formatted(runs_table(runs, COLUMNS), COLUMNS)
+    table.insert(
+        1,
+        "engine, attention",
+        [f"{r.data.tags.get('ela.engine')}, {r.data.tags.get('ela.attn_implementation')}" for r in runs],
+    )
     print("| " + " | ".join(table.columns) + " |")
     print("|---" * len(table.columns) + "|")
     for row in table.itertuples(index=False):

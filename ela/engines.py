@@ -47,11 +47,7 @@ def build(
         )
         forward = make_forward(compiled, autocast)
         # freezing: inductor folds the weights in as constants (autocast's per-call weight casts go away).
-        # flexible_layout: a user Triton kernel (ela.attention's) takes its inputs in the layout inductor
-        # made (e.g. slices of a fused QKV matmul) instead of a copy in eager's layout; it reads strides.
-        with torch._inductor.config.patch(
-            freezing=engine.freezing, triton_kernel_default_layout_constraint="flexible_layout"
-        ):
+        with torch._inductor.config.patch(freezing=engine.freezing):
             for inputs in shapes:  # compile every shape now, not inside a window
                 forward(inputs)
                 forward(inputs)  # reduce-overhead records its graph on a later call
