@@ -1,13 +1,13 @@
 """Attention for padded batches without a dense mask: `padded_varlen` and `padded_triton`.
 
 transformers' `sdpa` path hands PyTorch a dense boolean mask, which rules out FlashAttention, and at
-SST-2's 32 tokens every PyTorch kernel spends ~20 us per layer on a batch of 64 (benchmarks/attention.py).
+SST-2's 32 tokens PyTorch's kernels spend 17-30 us per layer on a batch of 64 (benchmarks/attention.py).
 Both implementations here keep each sequence in its padded slot of S tokens (shapes stay static for
 compile and CUDA graphs; the work is exactly the padded batch's) and mask the padding by each
 sequence's number of real keys, which needs right padding (real tokens first):
 
 - `padded_varlen`: PyTorch's bundled FlashAttention-2 varlen kernel with per-sequence key lengths
-  (`seqused_k`). Any length; best for long sequences.
+  (`seqused_k`). Any length (padded_triton stops at 128 tokens).
 - `padded_triton`: ela's Triton kernel, one program per (sequence, head) holding the whole S x S
   score tile, for S <= 128, where FlashAttention's 128-row tiles are mostly padding.
 
@@ -51,7 +51,7 @@ def _hook(name: str):
         if getattr(module, "is_causal", False):
             raise ElaError(f"attn_implementation={name} is bidirectional; this model's attention is causal: use sdpa")
         b, h, s, d = query.shape
-        # [B, H, S, D] -> [B*S, H, D]: a view of the linear layers' output, sequence i at rows i*S...
+        # [B, H, S, D] -> [B*S, H, D] (eagerly a view of the projections' output): sequence i at rows i*S...
         q, k, v = (t.transpose(1, 2).reshape(b * s, h, d) for t in (query, key, value))
         lengths = attention_mask
         if lengths is None:  # no padding anywhere
