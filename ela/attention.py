@@ -84,7 +84,6 @@ def _triton_op():
     """Build the Triton kernel and its torch op once (Triton is imported only where it is used)."""
     import triton
     import triton.language as tl
-    from torch.library import triton_op, wrap_triton
 
     @triton.jit
     def ela_padded_attention(q_ptr, k_ptr, v_ptr, o_ptr, lens_ptr, qs0, qs1, qs2, ks0, ks1, ks2, vs0, vs1, vs2,
@@ -104,10 +103,25 @@ def _triton_op():
         out = tl.dot(p.to(v.dtype), v) / tl.sum(p, 1)[:, None]  # P in half precision, as FlashAttention
         tl.store(o_ptr + tok * os0 + head * os1 + cols[None, :] * os2, out.to(o_ptr.dtype.element_ty), mask=in_seq)
 
-    @triton_op("ela::padded_triton_attention", mutates_args={})
+    # An opaque custom op, not a triton_op: inductor calls it with the tensors it made, and the strides are
+    # read here at run time. So inputs in any layout are read right, and flexible_layout lets inductor pass
+    # slices of a fused QKV matmul as they are (a triton_op's strides are fixed when traced, before
+    # freezing fuses Q/K/V, which forces three copies per layer).
+    @torch.library.custom_op("ela::padded_triton_attention", mutates_args=(), tags=(torch.Tag.flexible_layout,))
     def op(
         q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lengths: torch.Tensor, seq: int, scale: float
     ) -> torch.Tensor:
+        out = fake(q, k, v, lengths, seq, scale)
+        block = max(16, triton.next_power_of_2(seq))  # tl.dot needs tiles of 16+
+        ela_padded_attention[(q.shape[0] // seq, q.shape[1])](
+            q, k, v, out, lengths, *q.stride(), *k.stride(), *v.stride(), *out.stride(),
+            scale, seq, block, q.shape[2],
+            num_warps=TRITON_WARPS or (8 if block >= 128 else 4),
+        )  # fmt: skip
+        return out
+
+    @op.register_fake
+    def fake(q, k, v, lengths, seq, scale):
         tokens, heads, dim = q.shape
         if seq > TRITON_MAX_LEN:
             raise ElaError(f"attn_implementation={TRITON} handles sequences up to {TRITON_MAX_LEN} tokens, got {seq}")
@@ -115,14 +129,7 @@ def _triton_op():
             raise ElaError(
                 f"attn_implementation={TRITON} needs a power-of-two head size >= 16, got {dim}: use {VARLEN}"
             )
-        out = torch.empty((tokens, heads, dim), dtype=q.dtype, device=q.device)
-        block = max(16, triton.next_power_of_2(seq))  # tl.dot needs tiles of 16+
-        wrap_triton(ela_padded_attention)[(tokens // seq, heads)](
-            q, k, v, out, lengths, *q.stride(), *k.stride(), *v.stride(), *out.stride(),
-            scale, seq, block, dim,
-            num_warps=TRITON_WARPS or (8 if block >= 128 else 4),
-        )  # fmt: skip
-        return out
+        return torch.empty((tokens, heads, dim), dtype=q.dtype, device=q.device)
 
     return op
 
