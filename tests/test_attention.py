@@ -1,11 +1,15 @@
 """ela's padded attention on CPU: the transformers plumbing (mask hook, layout, compiled graph) with a
-reference kernel standing in for the CUDA one, and refusals where the real kernels can't run.
-The CUDA kernels themselves are checked against masked attention by benchmarks/attention.py and,
-in the whole model, by agreement with eager in benchmarks/engines.py (figures in benchmarks/README.md)."""
+reference kernel standing in for the CUDA one, ela's Triton kernel in Triton's CPU interpreter, and
+refusals where the real kernels can't run. On the GPU the kernels are checked against masked attention
+by benchmarks/attention.py and, in the whole model, against eager by benchmarks/engines.py."""
 
 import contextlib
 import json
+import os
+import subprocess
+import sys
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
@@ -51,6 +55,39 @@ def test_padded_attention_gives_sdpa_logits_eager_and_compiled(monkeypatch, name
     forward, _ = build(engine, padded, contextlib.nullcontext, batches, torch.device("cpu"), lambda: None)
     torch.testing.assert_close(forward(inputs), want, atol=1e-4, rtol=1e-4)  # traced whole, no graph break
     torch._dynamo.reset()
+
+
+def test_triton_kernel_gives_masked_attention():
+    """ela's Triton kernel itself, run by Triton's CPU interpreter (fp16: the interpreter has no bf16),
+    on q/k/v slices of one fused QKV tensor (the layout a compiled model hands it). In a fresh process:
+    the interpreter must be on before anything imports Triton (inductor does, in other tests)."""
+    proc = subprocess.run(
+        [sys.executable, "-c", "import test_attention as t; t.interpreted_kernel_check()"],
+        cwd=Path(__file__).parent,
+        env={**os.environ, "TRITON_INTERPRET": "1"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip() == "4 shapes match"
+
+
+def interpreted_kernel_check() -> None:
+    """The kernel against masked attention at four shapes (run by the test above, in its own process)."""
+    op = attention._triton_op()
+    gen = torch.Generator().manual_seed(0)
+    heads, dim = 2, 64
+    for batch, seq in ((3, 32), (2, 20), (2, 128), (1, 7)):
+        fused = torch.randn(batch * seq, 3 * heads * dim, generator=gen).half()
+        q, k, v = (part.view(batch * seq, heads, dim) for part in fused.split(heads * dim, dim=1))
+        lengths = torch.randint(1, seq + 1, (batch,), generator=gen, dtype=torch.int32)
+        lengths[0] = seq  # one sequence without padding
+        got = op(q, k, v, lengths, seq, dim**-0.5)
+        want = reference_kernel(q.float(), k.float(), v.float(), lengths, seq, dim**-0.5)
+        real = (torch.arange(seq)[None, :] < lengths[:, None]).flatten()  # padded query rows are never read
+        torch.testing.assert_close(got.float()[real], want[real], atol=2e-3, rtol=2e-3)
+    print("4 shapes match")
 
 
 @pytest.mark.parametrize(
