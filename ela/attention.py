@@ -23,6 +23,7 @@ import torch
 
 from ela import ElaError
 from ela.config import PrecisionConfig
+from ela.device import require_sm80
 
 VARLEN, TRITON = "padded_varlen", "padded_triton"  # no "flash" in a name: transformers would look for flash-attn
 NAMES = (VARLEN, TRITON)
@@ -152,10 +153,7 @@ def check(attn_implementation: str | None, precision: PrecisionConfig, device: t
             f"model.attn_implementation={name} handles sequences up to {TRITON_MAX_LEN} tokens; sequences here "
             f"may reach {max_len}: lower model.max_length and engine.buckets, or use {VARLEN}"
         )
-    if torch.cuda.get_device_capability(device) < (8, 0):
-        raise ElaError(
-            f"model.attn_implementation={name}: {torch.cuda.get_device_name(device)} is older than sm_80: {fix}"
-        )
+    require_sm80(device, f"model.attn_implementation={name}: {{card}} is older than sm_80: {fix}")
     if name == VARLEN and "seqused_k" not in str(torch.ops.aten._flash_attention_forward.default._schema):
         raise ElaError(
             f"model.attn_implementation={name} needs a torch whose FlashAttention takes per-sequence key lengths "

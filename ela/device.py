@@ -58,6 +58,12 @@ def resolve_device(requested: str, index: int | None = None) -> torch.device:
     return torch.device(requested)
 
 
+def require_sm80(device: torch.device, problem: str) -> None:
+    """Raise ElaError(problem, `{card}` filled in with the GPU's name) if the GPU is older than sm_80 (Ampere)."""
+    if torch.cuda.get_device_capability(device) < (8, 0):
+        raise ElaError(problem.format(card=torch.cuda.get_device_name(device)))
+
+
 def check_precision(precision: PrecisionConfig, device: torch.device) -> None:
     """Refuse a precision the device can't run as asked (never substitute another one)."""
     dtypes = {precision.weights_dtype, precision.autocast_dtype} - {None, "float32"}
@@ -67,10 +73,7 @@ def check_precision(precision: PrecisionConfig, device: torch.device) -> None:
                 f"precision={precision.name} needs TF32 tensor cores, which exist only on CUDA GPUs "
                 f"(Ampere or newer); this job runs on {device.type}. Use precision=fp32 or device=cuda."
             )
-        if torch.cuda.get_device_capability(device) < (8, 0):
-            raise ElaError(
-                f"precision={precision.name}: {torch.cuda.get_device_name(device)} has no TF32 (needs sm_80+)"
-            )
+        require_sm80(device, f"precision={precision.name}: {{card}} has no TF32 (needs sm_80+)")
     if device.type == "cuda" and "bfloat16" in dtypes and not torch.cuda.is_bf16_supported(including_emulation=False):
         raise ElaError(
             f"precision={precision.name}: {torch.cuda.get_device_name(device)} has no native bfloat16; "
