@@ -41,7 +41,7 @@ from ela.device import DTYPE, autocast, gpu_info, set_tf32, synchronizer
 from ela.engines import build
 from ela.measure import Forward, energy_window, idle_power, make_forward, predict, warmup
 from ela.meters import NvmlCounter, WindowMeter
-from ela.models import apply_precision, load_model
+from ela.models import apply_precision, load_model, stock_kernels
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
 SAMPLES = 832  # 13 x 64: every batch size here divides it, so every batch has one shape
@@ -197,6 +197,7 @@ def main() -> None:
     ap.add_argument("--autotune-batches", default="64", help="also compile:max-autotune at these batch sizes")
     ap.add_argument("--extra", default="", help="more engine specs, at --autotune-batches only")
     ap.add_argument("--attn", default="sdpa")
+    ap.add_argument("--ffn", default="default", help="model.ffn_implementation: default | fused_gelu")
     ap.add_argument("--seq", type=int, default=32)
     ap.add_argument("--window-s", type=float, default=2.0)
     ap.add_argument("--windows", type=int, default=2)
@@ -211,7 +212,8 @@ def main() -> None:
     meter = WindowMeter(NvmlCounter(gpu.handle), sync)
     flops_rate, bandwidth = peak_rates(device)
     torch.cuda.empty_cache()
-    print(f"card: {gpu.name}, driver {gpu.driver}, torch {torch.__version__}, attention {a.attn}, seq {a.seq}")
+    kernels = f"attention {a.attn}, ffn {a.ffn}, seq {a.seq}"
+    print(f"card: {gpu.name}, driver {gpu.driver}, torch {torch.__version__}, {kernels}")
     print(f"measured: bf16 matmul {flops_rate / 1e12:.0f} TFLOP/s, copy {bandwidth / 1e12:.2f} TB/s (read + write)")
     idle = idle_power(meter, 15.0, 3.0)
     print(f"idle power {idle.power_w:.1f} W (settled after {idle.settle_s:.1f} s)\n", flush=True)
@@ -225,7 +227,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|---|---|---|", flush=True)
     for pname in a.precisions.split(","):
         p = PrecisionConfig(**yaml.safe_load((CONF / "precision" / f"{pname}.yaml").read_text()))
-        loaded = load_model(ModelConfig("local", a.model, None, a.seq, a.attn, False))
+        loaded = load_model(ModelConfig("local", a.model, None, a.seq, a.attn, a.ffn, False))
         model = apply_precision(loaded.model, DTYPE[p.weights_dtype], device)
         set_tf32(p.tf32)
 
@@ -238,7 +240,8 @@ def main() -> None:
             fixed = Batches([one] * len(batches.inputs), batches.token_lengths, batches.indices)
             flops, nbytes = work(model, batch, a.seq)
             floor_ms = 1000 * max(flops / flops_rate, nbytes / bandwidth)
-            eager_logits = predict(make_forward(model, amp), batches)
+            with stock_kernels(model):  # transformers' own kernels: ela's (--attn/--ffn) are compared too
+                eager_logits = predict(make_forward(model, amp), batches)
             specs = a.engines.split(",")
             if str(batch) in a.autotune_batches.split(","):
                 specs += ["compile:max-autotune"] + [s for s in a.extra.split(",") if s]
@@ -250,11 +253,7 @@ def main() -> None:
                 try:
                     forward, setup_s = build(engine(spec, a.seq), model, amp, batches, device, sync)
                     logits = predict(forward, batches)
-                    agree = (
-                        None
-                        if spec == "eager"
-                        else float((logits.argmax(-1) == eager_logits.argmax(-1)).float().mean())
-                    )
+                    agree = float((logits.argmax(-1) == eager_logits.argmax(-1)).float().mean())
                     dlogit = float((logits.float() - eager_logits.float()).abs().max())
                     got = measure(forward, batches, meter, idle.power_w, a.window_s, a.windows)
                     rows.append(

@@ -23,7 +23,7 @@ import torch
 
 from ela import ElaError
 from ela.config import PrecisionConfig
-from ela.device import require_sm80
+from ela.device import require_half_cuda
 
 VARLEN, TRITON = "padded_varlen", "padded_triton"  # no "flash" in a name: transformers would look for flash-attn
 NAMES = (VARLEN, TRITON)
@@ -141,19 +141,12 @@ def check(attn_implementation: str | None, precision: PrecisionConfig, device: t
     if name not in NAMES:
         return
     fix = "use model.attn_implementation=sdpa"
-    if device.type != "cuda":
-        raise ElaError(f"model.attn_implementation={name} runs a CUDA kernel; this job runs on {device.type}: {fix}")
-    if not {precision.weights_dtype, precision.autocast_dtype} & {"float16", "bfloat16"}:
-        raise ElaError(
-            f"model.attn_implementation={name} needs fp16/bf16 activations; "
-            f"precision={precision.name} computes in fp32: pick a half precision or {fix}"
-        )
     if name == TRITON and max_len > TRITON_MAX_LEN:
         raise ElaError(
             f"model.attn_implementation={name} handles sequences up to {TRITON_MAX_LEN} tokens; sequences here "
             f"may reach {max_len}: lower model.max_length and engine.buckets, or use {VARLEN}"
         )
-    require_sm80(device, f"model.attn_implementation={name}: {{card}} is older than sm_80: {fix}")
+    require_half_cuda(f"model.attn_implementation={name}", precision, device, fix)
     if name == VARLEN and "seqused_k" not in str(torch.ops.aten._flash_attention_forward.default._schema):
         raise ElaError(
             f"model.attn_implementation={name} needs a torch whose FlashAttention takes per-sequence key lengths "

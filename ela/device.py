@@ -64,6 +64,18 @@ def require_sm80(device: torch.device, problem: str) -> None:
         raise ElaError(problem.format(card=torch.cuda.get_device_name(device)))
 
 
+def require_half_cuda(what: str, precision: PrecisionConfig, device: torch.device, fix: str) -> None:
+    """Refuse a half-precision CUDA kernel (`what`) on CPU, with fp32 activations or before sm_80, naming `fix`."""
+    if device.type != "cuda":
+        raise ElaError(f"{what} runs a CUDA kernel; this job runs on {device.type}: {fix}")
+    if not {precision.weights_dtype, precision.autocast_dtype} & {"float16", "bfloat16"}:
+        raise ElaError(
+            f"{what} needs fp16/bf16 activations; precision={precision.name} computes in fp32: "
+            f"pick a half precision or {fix}"
+        )
+    require_sm80(device, f"{what}: {{card}} is older than sm_80: {fix}")
+
+
 def check_precision(precision: PrecisionConfig, device: torch.device) -> None:
     """Refuse a precision the device can't run as asked (never substitute another one)."""
     dtypes = {precision.weights_dtype, precision.autocast_dtype} - {None, "float32"}

@@ -13,7 +13,13 @@ from ela.device import check_precision, resolve_device
 from ela.models import label_map, load_model
 
 CFG = ModelConfig(
-    name="minilm", path=str(MODEL), revision=None, max_length=64, attn_implementation="sdpa", allow_untrained_head=False
+    name="minilm",
+    path=str(MODEL),
+    revision=None,
+    max_length=64,
+    attn_implementation="sdpa",
+    ffn_implementation="default",
+    allow_untrained_head=False,
 )
 
 
