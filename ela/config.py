@@ -17,7 +17,6 @@ COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-
 DEVICES = ("auto", "cuda", "cpu")
 # transformers' own, then ela's (ela.attention; the names are repeated there)
 ATTENTION = (None, "sdpa", "eager", "flash_attention_2", "flex_attention", "padded_varlen", "padded_triton")
-FFN = ("default", "fused_gelu")  # ela.ffn.NAMES
 GPU_METERS = ("auto", "nvml", "fake", "none")
 # Keys that describe bookkeeping, not the measured work: excluded from the config hash.
 BOOKKEEPING = ("seed", "resume", "gpus", "tracking", "codecarbon", "hydra")
@@ -30,7 +29,6 @@ class ModelConfig:
     revision: str | None
     max_length: int
     attn_implementation: str | None
-    ffn_implementation: str
     allow_untrained_head: bool
 
 
@@ -224,7 +222,6 @@ def validate(cfg: DictConfig | dict[str, Any]) -> JobConfig:
         m.attn_implementation,
         " | ".join(a or "null" for a in ATTENTION),
     )
-    _check(m.ffn_implementation in FFN, "model.ffn_implementation", m.ffn_implementation, " | ".join(FFN))
     _check(me.warmup_batches >= 0, "measure.warmup_batches", me.warmup_batches, ">= 0")
     _check(me.min_window_s > 0, "measure.min_window_s", me.min_window_s, "> 0 seconds")
     _check(isinstance(me.repeats, int) and me.repeats >= 1, "measure.repeats", me.repeats, "an integer >= 1")

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ela import ElaError, attention, ffn
+from ela import ElaError, attention
 from ela.carbon import CarbonRecord, CarbonTracker
 from ela.config import JobConfig
 from ela.data import load_split, tokenize
@@ -39,7 +39,7 @@ from ela.gpu_pool import claim, claim_gpu, pinned
 from ela.measure import energy_window, idle_power, latency_pass, make_forward, predict, warmup
 from ela.meters import FakeCounter, MeasurementError, NvmlCounter, WindowMeter, tick_period_s
 from ela.metrics import accuracy_metrics, latency_metrics, window_metrics
-from ela.models import apply_precision, ela_kernels, label_map, load_model, stock_kernels
+from ela.models import apply_precision, label_map, load_model, stock_kernels
 from ela.trace import PowerTrace
 
 log = logging.getLogger(__name__)
@@ -110,7 +110,6 @@ def _measure_on(job: JobConfig, device: torch.device, job_dir: Path, progress) -
     check_precision(job.precision, device)
     longest = max([job.model.max_length, *(job.engine.buckets or [])])  # the longest padded batch possible
     attention.check(job.model.attn_implementation, job.precision, device, longest)
-    ffn.check(job.model.ffn_implementation, job.precision, device)
     seed_everything(job.seed)
     meter, gpu = make_meter(job, device)
     carbon = None
@@ -178,7 +177,7 @@ def _run_phases(job: JobConfig, device: torch.device, meter, gpu, step, sync, ou
             return autocast(job.precision, device)
 
         eager_ref = None
-        if job.engine.name != "eager" or ela_kernels(job.model):
+        if job.engine.name != "eager" or job.model.attn_implementation in attention.NAMES:
             step("eager reference (untimed)")
             with stock_kernels(model):  # the engine and ela's kernels (if any) against transformers' eager
                 eager_ref = predict(make_forward(model, amp), batches).argmax(-1)
@@ -217,8 +216,8 @@ def _run_phases(job: JobConfig, device: torch.device, meter, gpu, step, sync, ou
         m["agreement_with_eager"] = float((lat.logits.argmax(-1) == eager_ref).float().mean())
         if m["agreement_with_eager"] < 1.0 - AGREEMENT_TOLERANCE:
             warnings.append(
-                f"{' + '.join([f'engine={job.engine.name}', *ela_kernels(job.model)])} predictions agree with "
-                f"transformers' eager on only {m['agreement_with_eager']:.4f} of samples"
+                f"engine={job.engine.name}, attn_implementation={job.model.attn_implementation}: predictions agree "
+                f"with transformers' eager reference on only {m['agreement_with_eager']:.4f} of samples"
             )
     if job.precision.name == "fp32" and me.fp32_reference:
         m["agreement_with_fp32"] = 1.0  # this run is the fp32 reference
@@ -239,8 +238,6 @@ def _run_phases(job: JobConfig, device: torch.device, meter, gpu, step, sync, ou
     if warnings:
         out.tags["ela.warning"] = "; ".join(warnings)
 
-    if job.model.ffn_implementation != ffn.DEFAULT:
-        out.tags["ela.ffn_tiles"] = ffn.chosen_tiles()  # what autotuning picked, per GEMM shape
     out.tags.update(
         {
             "ela.device": device.type,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from ela import ElaError, attention, ffn
+from ela import ElaError, attention
 from ela.config import ModelConfig
 from ela.hub import require_hub
 
@@ -74,36 +74,25 @@ def load_model(cfg: ModelConfig) -> LoadedModel:
             "accuracy would be chance. Use a fine-tuned checkpoint, or pass "
             "model.allow_untrained_head=true to measure it anyway (the run is tagged so)."
         )
-    ffn.apply(model, cfg.ffn_implementation)  # after loading: it swaps modules of the loaded model
     return LoadedModel(tokenizer=tokenizer, model=model.eval(), source=source, newly_initialized=fresh)
-
-
-def ela_kernels(cfg: ModelConfig) -> list[str]:
-    """The `model.*` settings that swap one of ela's own kernels into transformers' model (empty: none)."""
-    out = [f"attn_implementation={cfg.attn_implementation}"] if cfg.attn_implementation in attention.NAMES else []
-    return out + ([f"ffn_implementation={cfg.ffn_implementation}"] if cfg.ffn_implementation != ffn.DEFAULT else [])
 
 
 @contextlib.contextmanager
 def stock_kernels(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
-    """Inside: transformers' own kernels (sdpa attention, unfused GELU) in place of ela's, so the references
-    ela's engines and kernels are compared with (`agreement_with_eager`, `agreement_with_fp32`) are the model
-    as transformers runs it; ela's kernels also run no fp32 (their tl.dot would use TF32)."""
+    """Inside: transformers' sdpa attention in place of ela's padded_* kernels, so the references ela's
+    engines and kernels are compared with (`agreement_with_eager`, `agreement_with_fp32`) are the model as
+    transformers runs it; ela's kernels also never run in fp32 (Triton's tl.dot would use TF32 there)."""
     attn = model.config._attn_implementation
-    fused = [m for m in model.modules() if isinstance(m, ffn.FusedGeluIntermediate)]
-    if attn in attention.NAMES:
-        model.set_attn_implementation("sdpa")
-        if model.config._attn_implementation != "sdpa":  # transformers only warns when it can't switch
-            raise ElaError(f"could not switch {type(model).__name__} from {attn} to sdpa for the reference pass")
-    for m in fused:
-        m.fused = False
+    if attn not in attention.NAMES:
+        yield model
+        return
+    model.set_attn_implementation("sdpa")
+    if model.config._attn_implementation != "sdpa":  # transformers only warns when it can't switch
+        raise ElaError(f"could not switch {type(model).__name__} from {attn} to sdpa for the reference pass")
     try:
         yield model
     finally:
-        for m in fused:
-            m.fused = True
-        if attn in attention.NAMES:
-            model.set_attn_implementation(attn)
+        model.set_attn_implementation(attn)
 
 
 def label_map(model: torch.nn.Module, label_names: list[str] | None) -> list[int]:

@@ -22,7 +22,7 @@ from ela import ElaError, attention
 from ela.config import EngineConfig, PrecisionConfig
 from ela.data import tokenize
 from ela.engines import build
-from ela.models import load_model
+from ela.models import load_model, stock_kernels
 
 TEXTS = ["a gripping, funny film", "dull and far too long, with a plot that goes nowhere", "fine"]
 BF16 = PrecisionConfig(name="bf16", weights_dtype="float32", autocast_dtype="bfloat16", tf32=False)
@@ -55,6 +55,22 @@ def test_padded_attention_gives_sdpa_logits_eager_and_compiled(monkeypatch, name
     forward, _ = build(engine, padded, contextlib.nullcontext, batches, torch.device("cpu"), lambda: None)
     torch.testing.assert_close(forward(inputs), want, atol=1e-4, rtol=1e-4)  # traced whole, no graph break
     torch._dynamo.reset()
+
+
+def test_references_run_sdpa_in_place_of_padded_attention(monkeypatch):
+    """agreement_with_eager / agreement_with_fp32 compare against transformers' own attention, and ela's
+    kernels never run in fp32 (their tl.dot would use TF32): stock_kernels switches to sdpa and back."""
+    calls = []
+    monkeypatch.setitem(attention.KERNELS, attention.TRITON, lambda *a: calls.append(1) or reference_kernel(*a))
+    model = load_model(replace(CFG, attn_implementation=attention.TRITON)).model
+    inputs = tokenize(AutoTokenizer.from_pretrained(MODEL), TEXTS, 3, 64, [16]).inputs[0]
+    with torch.inference_mode():
+        with stock_kernels(model):
+            assert model.config._attn_implementation == "sdpa"
+            model(**inputs)
+        assert not calls
+        model(**inputs)
+    assert model.config._attn_implementation == attention.TRITON and len(calls) == model.config.num_hidden_layers
 
 
 def test_triton_kernel_gives_masked_attention():

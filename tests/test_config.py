@@ -65,7 +65,6 @@ def test_local_paths_from_environment(monkeypatch):
         (["dataset.order=random"], "dataset.order='random'"),
         (["gpus=some"], "gpus='some'"),
         (["model.attn_implementation=flash"], "model.attn_implementation='flash'"),
-        (["model.ffn_implementation=fused"], "model.ffn_implementation='fused'"),
     ],
 )
 def test_bad_values_name_the_key(overrides, message):

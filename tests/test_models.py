@@ -18,7 +18,6 @@ CFG = ModelConfig(
     revision=None,
     max_length=64,
     attn_implementation="sdpa",
-    ffn_implementation="default",
     allow_untrained_head=False,
 )
 

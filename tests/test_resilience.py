@@ -101,7 +101,6 @@ def test_sigterm_marks_the_running_job_killed_and_closes_the_sweep(tmp_path):
         (["dataset.text_column=text"], "no column(s) ['text']"),
         (["dataset.label_names=[neg,pos]"], "not among the model's labels"),
         (["model.attn_implementation=padded_triton"], "padded_triton runs a CUDA kernel; this job runs on cpu"),
-        (["model.ffn_implementation=fused_gelu"], "fused_gelu runs a CUDA kernel; this job runs on cpu"),
     ],
 )
 def test_bad_input_gives_a_clear_error(tmp_path, overrides, message):
