@@ -216,8 +216,7 @@ def main() -> None:
     meter = WindowMeter(NvmlCounter(gpu.handle), sync)
     flops_rate, bandwidth = peak_rates(device)
     torch.cuda.empty_cache()
-    kernels = f"attention {a.attn}, seq {a.seq}"
-    print(f"card: {gpu.name}, driver {gpu.driver}, torch {torch.__version__}, {kernels}")
+    print(f"card: {gpu.name}, driver {gpu.driver}, torch {torch.__version__}, attention {a.attn}, seq {a.seq}")
     print(f"measured: bf16 matmul {flops_rate / 1e12:.0f} TFLOP/s, copy {bandwidth / 1e12:.2f} TB/s (read + write)")
     idle = idle_power(meter, 15.0, 3.0)
     print(f"idle power {idle.power_w:.1f} W (settled after {idle.settle_s:.1f} s)\n", flush=True)
