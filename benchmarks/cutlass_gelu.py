@@ -16,9 +16,8 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from attention import replay_us
+from kernels import ffn_up_inputs, linear_gelu, print_rows, tflops
 
-HIDDEN, INTER = 768, 3072
 VARIANTS = {  # name: (tile M, N, K, cluster M, mainloop schedule, epilogue schedule)
     "coop_128x128": (
         "_128,_128,_64",
@@ -137,28 +136,13 @@ def main() -> None:
     print("|---|---|---|---|---|")
     torch.manual_seed(0)
     for m in map(int, a.rows.split(",")):
-        x = torch.randn(m, HIDDEN, device="cuda", dtype=torch.bfloat16)
-        w = (torch.randn(INTER, HIDDEN, device="cuda") / HIDDEN**0.5).to(torch.bfloat16)
-        b = (0.1 * torch.randn(INTER, device="cuda")).to(torch.bfloat16)
-        want = F.gelu(F.linear(x.float(), w.float(), b.float()))
+        x, w, b, want = ffn_up_inputs(m)
         runs = {
             "cuBLAS linear only (bound)": partial(F.linear, x, w, b),
-            "cuBLAS linear, then GELU": partial(gelu_linear, x, w, b),
+            "cuBLAS linear, then GELU": partial(linear_gelu, x, w, b),
         }
         runs |= {f"CUTLASS {n} + bias + erf GELU epilogue": partial(getattr(ext, n), x, w, b) for n in VARIANTS}
-        for name, fn in runs.items():
-            try:
-                got = fn()
-                us = replay_us(fn)
-                err = (got.float() - want).abs().max().item()
-                print(f"| {m} | {name} | {us:.1f} | {2 * m * HIDDEN * INTER / us / 1e6:.0f} | {err:.2e} |", flush=True)
-            except Exception as e:  # noqa: BLE001 - a failing variant is a row
-                print(f"| {m} | {name} | FAILED: {str(e).splitlines()[0][:150]} | | |", flush=True)
-
-
-def gelu_linear(x, w, b):
-    """PyTorch's two steps."""
-    return F.gelu(F.linear(x, w, b))
+        print_rows(str(m), runs, want, tflops(m))
 
 
 if __name__ == "__main__":

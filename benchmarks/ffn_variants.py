@@ -11,13 +11,10 @@ import argparse
 from functools import partial
 
 import torch
-import torch.nn.functional as F
 import triton
 import triton.language as tl
-from attention import replay_us
+from kernels import HIDDEN, INTER, ffn_up_inputs, linear_gelu, print_rows, tflops
 from triton.tools.tensor_descriptor import TensorDescriptor
-
-HIDDEN, INTER = 768, 3072
 
 
 @triton.jit
@@ -90,41 +87,36 @@ def main() -> None:
     print("| rows | variant | us/call | TFLOP/s | max err |")
     print("|---|---|---|---|---|")
     for m in map(int, a.rows.split(",")):
-        x = torch.randn(m, HIDDEN, device="cuda", dtype=torch.bfloat16)
-        w = (torch.randn(INTER, HIDDEN, device="cuda") / HIDDEN**0.5).to(torch.bfloat16)
-        b = (0.1 * torch.randn(INTER, device="cuda")).to(torch.bfloat16)
-        want = F.gelu(F.linear(x.float(), w.float(), b.float()))
+        x, w, b, want = ffn_up_inputs(m)
         n, k = INTER, HIDDEN
-        runs = {"cuBLAS linear, then GELU": lambda: F.gelu(F.linear(x, w, b))}  # noqa: B023
+        runs = {"cuBLAS linear, then GELU": partial(linear_gelu, x, w, b)}
         for bm, bn, bk, st, wp in ((128, 128, 64, 4, 8), (128, 256, 64, 3, 8), (128, 128, 128, 3, 8),
                                    (128, 64, 64, 4, 4), (64, 128, 64, 4, 4), (128, 128, 64, 3, 4)):  # fmt: skip
             tiles = triton.cdiv(m, bm) * triton.cdiv(n, bn)
             y = torch.empty(m, n, device="cuda", dtype=torch.bfloat16)
             cfg = f"{bm}x{bn}x{bk} s{st} w{wp}"
             for even in (False, True):
-                runs[f"ptr EVEN_K={even} {cfg}"] = partial(
+                runs[f"ptr EVEN_K={even} {cfg}"] = partial(_into, y, partial(
                     k_ptr[(tiles,)], x, w, b, y, m, n, k, x.stride(0), w.stride(0), y.stride(0), bm, bn, bk, 8, even,
                     num_stages=st, num_warps=wp,
-                )  # fmt: skip
+                ))  # fmt: skip
             xd = TensorDescriptor(x, [m, k], [k, 1], [bm, bk])
             wd = TensorDescriptor(w, [n, k], [k, 1], [bn, bk])
-            runs[f"tma {cfg}"] = partial(
+            runs[f"tma {cfg}"] = partial(_into, y, partial(
                 k_tma[(tiles,)], xd, wd, b, y, m, n, k, y.stride(0), bm, bn, bk, 8, num_stages=st, num_warps=wp
-            )
+            ))  # fmt: skip
             for ws in (False, True):
-                runs[f"tma persistent ws={ws} {cfg}"] = partial(
+                runs[f"tma persistent ws={ws} {cfg}"] = partial(_into, y, partial(
                     k_tma_persistent[(min(sms, tiles),)], xd, wd, b, y, m, n, k, y.stride(0), bm, bn, bk, 8, sms, ws,
                     num_stages=st, num_warps=wp,
-                )  # fmt: skip
-        for name, fn in runs.items():
-            try:
-                out = fn()
-                out = fn.args[3] if isinstance(fn, partial) else out  # the kernel's y
-                us = replay_us(fn)
-                err = (out.float() - want).abs().max().item()
-                print(f"| {m} | {name} | {us:.1f} | {2 * m * n * k / us / 1e6:.0f} | {err:.1e} |", flush=True)
-            except Exception as e:  # noqa: BLE001
-                print(f"| {m} | {name} | FAILED: {type(e).__name__}: {str(e).splitlines()[0][:150]} | | |", flush=True)
+                ))  # fmt: skip
+        print_rows(str(m), runs, want, tflops(m))
+
+
+def _into(y: torch.Tensor, launch) -> torch.Tensor:
+    """Launch a kernel that writes y, and return y."""
+    launch()
+    return y
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 import triton
 import triton.language as tl
-from attention import replay_us
+from kernels import INTER, print_rows
 
 
 @triton.jit
@@ -39,17 +39,13 @@ def main() -> None:
     print("| rows | kernel | us/call | GB/s (read + write) | max diff vs fp32 |")
     print("|---|---|---|---|---|")
     for m in map(int, a.rows.split(",")):
-        x = torch.randn(m, 3072, device="cuda", dtype=torch.bfloat16)
+        x = torch.randn(m, INTER, device="cuda", dtype=torch.bfloat16)
         y = torch.empty_like(x)
         want = F.gelu(x.float())
         runs = {"eager F.gelu": partial(F.gelu, x), "inductor": partial(torch.compile(F.gelu, dynamic=False), x)}
         for block, warps in ((1024, 4), (2048, 4), (4096, 8), (8192, 8), (16384, 16)):
             runs[f"triton block {block} warps {warps}"] = partial(triton_gelu, x, y, block, warps)
-        for name, fn in runs.items():
-            got = fn()
-            us = replay_us(fn)
-            diff = (got.float() - want).abs().max().item()
-            print(f"| {m} | {name} | {us:.1f} | {2 * x.numel() * 2 / us / 1e3:.0f} | {diff:.1e} |", flush=True)
+        print_rows(str(m), runs, want, lambda us, n=x.numel(): f"{2 * n * 2 / us / 1e3:.0f}")
 
 
 if __name__ == "__main__":

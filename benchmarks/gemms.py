@@ -13,7 +13,7 @@ from functools import partial
 
 import torch
 import torch.nn.functional as F
-from attention import replay_us
+from kernels import replay_us
 
 SHAPES = {"QKV (fused)": (2304, 768), "attention out": (768, 768), "FFN up": (3072, 768), "FFN down": (768, 3072)}
 
