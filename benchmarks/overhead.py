@@ -1,30 +1,35 @@
-"""Is ela's measurement as good as a hand-written loop? (GPU machine)
+"""Does ela report what a hand-written loop measures? (GPU machine; CPU works too, without energy)
 
-In one process, on the same model and data, for each precision x batch: (a) a minimal hand-written
-loop (tokenized batches on the GPU, forward, synchronise, NVML counter difference over >= 5 s of whole
-passes), run before and after (b) ela's own job code path (`ela.job.measure_job`). Prints ms/sample and
-J/sample for both and the ratios ela/raw, then CodeCarbon's GPU energy against the NVML counter for
-the same window.
+Three modes, all on the same model and data:
 
-    python benchmarks/overhead.py --model DIR --data DIR_WITH_dev.tsv [--precisions fp32,bf16] [--batches 1,8,64]
+* default: in one process, `--rounds` rounds; in each, for every precision x batch, a minimal
+  hand-written loop and ela's own job path (`ela.job.measure_job`, as a sweep runs it), their
+  order alternating between rounds. Prints both figures ela reports -- the cost per sample (window
+  time / samples, no per-batch sync) and the p50 batch latency (device synchronised around each
+  batch) -- as median [min-max] over the rounds, their ratio, and the sign of each speed-up vs fp32.
+* `--hand-only --csv F`: the hand-written loop alone, to a CSV (to run before and after a sweep).
+* `--sweep-uri U --hand-csv F1,F2`: the latest sweep in U next to those hand-loop CSVs.
+
+    python benchmarks/overhead.py --model DIR --data DIR_WITH_dev.tsv [--precisions fp32,fp16,bf16] [--batches 1,8]
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import statistics
 import time
+from collections import defaultdict
 from pathlib import Path
 
-import pynvml
 import torch
 from hydra import compose, initialize_config_dir
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from ela.config import to_container, validate
 from ela.job import measure_job
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
+AUTOCAST = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 def read_dev(data: Path) -> list[str]:
@@ -32,110 +37,206 @@ def read_dev(data: Path) -> list[str]:
         return [r[0] for r in list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))[1:]]
 
 
-def raw_window(model, batches, dtype, handle, min_s: float) -> tuple[float, float, int]:
-    """The hand-written reference: (seconds, joules, samples) over whole passes lasting >= min_s."""
-    n = sum(len(b["input_ids"]) for b in batches)
-    ctx = (lambda: torch.autocast("cuda", dtype=dtype)) if dtype is not None else torch.no_grad
-    torch.cuda.synchronize()
-    e0, t0, passes = pynvml.nvmlDeviceGetTotalEnergyConsumption(handle), time.perf_counter(), 0
-    with torch.inference_mode():
-        while time.perf_counter() - t0 < min_s:
-            for b in batches:
-                with ctx():
-                    model(**b)
-            passes += 1
-    torch.cuda.synchronize()
-    t1, e1 = time.perf_counter(), pynvml.nvmlDeviceGetTotalEnergyConsumption(handle)
-    return t1 - t0, (e1 - e0) / 1000.0, passes * n
+class Hand:
+    """The hand-written reference: batches on the device, forward, synchronise, a clock and NVML's counter."""
+
+    def __init__(self, model_dir: str, data: Path, device: torch.device) -> None:
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        self.device, self.tok = device, AutoTokenizer.from_pretrained(model_dir)
+        self.model = AutoModelForSequenceClassification.from_pretrained(model_dir, attn_implementation="sdpa")
+        self.model = self.model.eval().to(device)
+        self.texts = read_dev(data)
+        self.handle = None
+        if device.type == "cuda":
+            import pynvml
+
+            pynvml.nvmlInit()
+            uuid = str(torch.cuda.get_device_properties(device).uuid)
+            self.handle = pynvml.nvmlDeviceGetHandleByUUID(uuid if uuid.startswith("GPU-") else f"GPU-{uuid}")
+
+    def sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def energy_j(self) -> float:
+        import pynvml
+
+        return pynvml.nvmlDeviceGetTotalEnergyConsumption(self.handle) / 1000.0 if self.handle else float("nan")
+
+    def measure(self, precision: str, batch: int, window_s: float, windows: int) -> dict[str, float]:
+        """p50 batch latency over synced passes of >= window_s, then cost and energy per sample per window."""
+        tf32 = precision == "tf32"
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = tf32
+        batches = [
+            {k: v.to(self.device) for k, v in self.tok(self.texts[i : i + batch], padding=True, truncation=True,
+                                                       max_length=128, return_tensors="pt").items()}
+            for i in range(0, len(self.texts), batch)
+        ]  # fmt: skip
+        n = len(self.texts)
+
+        def forward(b):
+            if precision in AUTOCAST:
+                with torch.autocast(self.device.type, dtype=AUTOCAST[precision]):
+                    return self.model(**b).logits
+            return self.model(**b).logits
+
+        with torch.inference_mode():
+            for b in batches[:10]:
+                forward(b)
+            times, t_start = [], time.perf_counter()
+            while not times or time.perf_counter() - t_start < window_s:
+                for b in batches:
+                    self.sync()
+                    t0 = time.perf_counter()
+                    forward(b)
+                    self.sync()
+                    times.append((time.perf_counter() - t0) * 1000)
+            costs, joules = [], []
+            for _ in range(windows):
+                self.sync()
+                t0, e0, passes = time.perf_counter(), self.energy_j(), 0
+                while time.perf_counter() - t0 < window_s:
+                    for b in batches:
+                        forward(b)
+                    passes += 1
+                self.sync()
+                t1, e1 = time.perf_counter(), self.energy_j()
+                costs.append(1000 * (t1 - t0) / (passes * n))
+                joules.append((e1 - e0) / (passes * n))
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+        return {
+            "cost_ms_per_sample": statistics.mean(costs),
+            "batch_latency_ms_p50": statistics.median(times),
+            "energy_j_per_sample": statistics.mean(joules),
+        }
 
 
-def ela_metrics(args, precision: str, batch: int) -> dict[str, float]:
+def ela_job(args, precision: str, batch: int) -> dict[str, float]:
+    """ela's job path, as a sweep runs it (defaults but for the window settings given here)."""
     overrides = [
-        "model=local",
-        f"model.path={args.model}",
-        f"dataset.path={args.data}",
-        f"precision={precision}",
-        f"batch={batch}",
-        "device=cuda",
-        "measure.repeats=1",
-        f"measure.min_window_s={args.min_window_s}",
-        "codecarbon.enabled=false",
-    ]
+        "model=local", f"model.path={args.model}", f"dataset.path={args.data}", f"precision={precision}",
+        f"batch={batch}", f"measure.min_window_s={args.window_s}", f"measure.repeats={args.windows}",
+        f"measure.idle_window_s={args.idle_s}", f"measure.idle_max_settle_s={args.idle_s}",
+    ]  # fmt: skip
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         job = validate(to_container(compose("config", overrides=overrides)))
-    return measure_job(job, Path("/tmp")).metrics
+    out = measure_job(job, Path("/tmp/ela-overhead"))
+    return {**out.metrics, "verdict": out.tags.get("ela.verdict")}
+
+
+def spread(values: list[float], fmt: str = "{:.3f}") -> str:
+    """median [min-max]."""
+    return f"{fmt.format(statistics.median(values))} [{fmt.format(min(values))}-{fmt.format(max(values))}]"
+
+
+def table(rows: dict[tuple[str, int], dict[str, list[float]]], sides: tuple[str, str]) -> None:
+    """Markdown: each side's cost and p50 (median [min-max]), their ratio, and the speed-up vs fp32 of each."""
+    a, b = sides
+    print(f"| config | {a} cost ms/sample | {b} cost ms/sample | ratio | {a} p50 ms/batch | {b} p50 ms/batch "
+          f"| ratio | {a} speed-up vs fp32 | {b} speed-up vs fp32 | same sign |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for (precision, batch), r in rows.items():
+        ref = rows.get(("fp32", batch))
+        cells = [f"{precision}-b{batch}"]
+        for key in ("cost_ms_per_sample", "batch_latency_ms_p50"):
+            ratio = statistics.median(r[f"{b}:{key}"]) / statistics.median(r[f"{a}:{key}"])
+            cells += [spread(r[f"{a}:{key}"]), spread(r[f"{b}:{key}"]), f"{ratio:.3f}"]
+        if ref:
+            sa = statistics.median(ref[f"{a}:cost_ms_per_sample"]) / statistics.median(r[f"{a}:cost_ms_per_sample"])
+            sb = statistics.median(ref[f"{b}:cost_ms_per_sample"]) / statistics.median(r[f"{b}:cost_ms_per_sample"])
+            same = "yes" if (sa - 1) * (sb - 1) > 0 or abs(sa - sb) < 0.05 else "NO"
+            cells += [f"{sa:.2f}x", f"{sb:.2f}x", same]
+        else:
+            cells += ["-", "-", "-"]
+        print("| " + " | ".join(cells) + " |", flush=True)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True)
     ap.add_argument("--data", required=True)
-    ap.add_argument("--precisions", default="fp32,bf16")
-    ap.add_argument("--batches", default="1,8,64")
-    ap.add_argument("--min-window-s", type=float, default=5.0)
+    ap.add_argument("--precisions", default="fp32,fp16,bf16")
+    ap.add_argument("--batches", default="1,8")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--window-s", type=float, default=5.0)
+    ap.add_argument("--windows", type=int, default=3)
+    ap.add_argument("--idle-s", type=float, default=3.0)
+    ap.add_argument("--hand-only", action="store_true")
+    ap.add_argument("--csv", help="write every measurement here")
+    ap.add_argument("--sweep-uri", help="compare the latest sweep in this MLflow store with --hand-csv files")
+    ap.add_argument("--hand-csv", help="comma-separated CSVs written by --hand-only")
     args = ap.parse_args()
-
-    pynvml.nvmlInit()
-    uuid = str(torch.cuda.get_device_properties(0).uuid)
-    handle = pynvml.nvmlDeviceGetHandleByUUID(uuid if uuid.startswith("GPU-") else f"GPU-{uuid}")
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     print(
-        f"card: {pynvml.nvmlDeviceGetName(handle)}, driver {pynvml.nvmlSystemGetDriverVersion()}, "
-        f"torch {torch.__version__}"
+        f"device: {torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}, torch {torch.__version__}"
     )
-    tok = AutoTokenizer.from_pretrained(args.model)
-    model = AutoModelForSequenceClassification.from_pretrained(args.model).eval().cuda()
-    texts = read_dev(Path(args.data))
-    rows = []
-    print("| precision | batch | raw ms/sample | ela ms/sample | ratio | raw J/sample | ela J/sample | ratio |")
-    print("|---|---|---|---|---|---|---|---|")
-    for precision in args.precisions.split(","):
-        dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
-        torch.backends.cuda.matmul.allow_tf32 = False
-        for batch in map(int, args.batches.split(",")):
-            batches = [
-                {
-                    k: v.cuda()
-                    for k, v in tok(
-                        texts[i : i + batch], padding=True, truncation=True, max_length=128, return_tensors="pt"
-                    ).items()
-                }
-                for i in range(0, len(texts), batch)
-            ]
-            raw_window(model, batches, dtype, handle, 1.0)  # warm-up
-            before = raw_window(model, batches, dtype, handle, args.min_window_s)
-            ela = ela_metrics(args, precision, batch)
-            after = raw_window(model, batches, dtype, handle, args.min_window_s)
-            raw_ms = 1000 * (before[0] + after[0]) / (before[2] + after[2])
-            raw_j = (before[1] + after[1]) / (before[2] + after[2])
-            ela_ms, ela_j = 1000 / ela["throughput_samples_per_s"], ela["energy_j_per_sample"]
-            rows.append((precision, batch, raw_ms, ela_ms, raw_j, ela_j))
-            print(
-                f"| {precision} | {batch} | {raw_ms:.3f} | {ela_ms:.3f} | {ela_ms / raw_ms:.3f} | "
-                f"{raw_j:.4f} | {ela_j:.4f} | {ela_j / raw_j:.3f} |",
-                flush=True,
-            )
+    configs = [(p, int(b)) for p in args.precisions.split(",") for b in args.batches.split(",")]
+    rows: dict[tuple[str, int], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    log = []
 
-    # CodeCarbon's GPU energy vs the NVML counter over the same window (fp32, largest batch).
-    from codecarbon import OfflineEmissionsTracker
+    if args.sweep_uri:
+        compare_sweep(args, rows)
+        return
+    hand = Hand(args.model, Path(args.data), device)
+    for rnd in range(args.rounds):
+        for precision, batch in configs:
+            order = ("hand", "ela") if (rnd % 2 == 0 or args.hand_only) else ("ela", "hand")
+            for side in order:
+                if side == "ela" and args.hand_only:
+                    continue
+                if side == "hand":
+                    m = hand.measure(precision, batch, args.window_s, args.windows)
+                else:
+                    m = ela_job(args, precision, batch)
+                for k in ("cost_ms_per_sample", "batch_latency_ms_p50", "energy_j_per_sample"):
+                    rows[(precision, batch)][f"{side}:{k}"].append(m.get(k, float("nan")))
+                keep = ("cost_ms_per_sample", "batch_latency_ms_p50", "energy_j_per_sample", "stalled_batch_share")
+                log.append({"round": rnd, "side": side, "precision": precision, "batch": batch,
+                            **{k: m.get(k) for k in (*keep, "verdict")}})  # fmt: skip
+                joules = m.get("energy_j_per_sample", float("nan"))
+                print(f"round {rnd} {side:4s} {precision}-b{batch}: cost {m['cost_ms_per_sample']:.3f} ms/sample, "
+                      f"p50 {m['batch_latency_ms_p50']:.2f} ms/batch, {joules:.4f} J/sample", flush=True)  # fmt: skip
+    if args.csv:
+        with open(args.csv, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(log[0]))
+            w.writeheader()
+            w.writerows(log)
+    if not args.hand_only:
+        print(f"\nmedian [min-max] over {args.rounds} interleaved rounds, one process:\n")
+        table(rows, ("hand", "ela"))
 
-    tracker = OfflineEmissionsTracker(
-        country_iso_code="USA",
-        gpu_ids=[pynvml.nvmlDeviceGetIndex(handle)],
-        tracking_mode="machine",
-        measure_power_secs=1,
-        save_to_file=False,
-        log_level="error",
-        allow_multiple_runs=True,
-    )
-    tracker.start()
-    secs, joules, _ = raw_window(model, batches, None, handle, args.min_window_s)
-    tracker.stop()
-    cc_j = tracker.final_emissions_data.gpu_energy * 3.6e6
-    print(
-        f"\nsame {secs:.1f} s window: NVML counter {joules:.1f} J, "
-        f"CodeCarbon GPU {cc_j:.1f} J (ratio {cc_j / joules:.3f})"
-    )
-    print("(CodeCarbon's span starts before the first and ends after the last synchronise: a few ms more)")
+
+def compare_sweep(args, rows) -> None:
+    """The latest sweep's jobs (their own windows' spread is within one job) next to hand-loop rounds."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(args.sweep_uri)
+    exp = client.get_experiment_by_name("ela")
+    parent = client.search_runs(
+        [exp.experiment_id], "tags.`ela.run_kind` = 'sweep'", order_by=["attributes.start_time DESC"]
+    )[0]
+    for run in client.search_runs([exp.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'"):
+        if run.info.status != "FINISHED":
+            continue
+        m, key = run.data.metrics, (run.data.params["precision.name"], int(run.data.params["batch"]))
+        rows[key]["ela:cost_ms_per_sample"].append(m["cost_ms_per_sample"])
+        rows[key]["ela:batch_latency_ms_p50"].append(m["batch_latency_ms_p50"])
+        cv = m.get("cost_ms_per_sample_cv", 0)
+        print(f"ela {key[0]}-b{key[1]}: cost {m['cost_ms_per_sample']:.3f} (window CV {cv:.1%}), "
+              f"p50 {m['batch_latency_ms_p50']:.2f}, p90 {m['batch_latency_ms_p90']:.2f}, stalled "
+              f"{m['stalled_batch_share']:.1%}, verdict {run.data.tags.get('ela.verdict')}")  # fmt: skip
+    for path in args.hand_csv.split(","):
+        with open(path) as f:
+            for r in csv.DictReader(f):
+                key = (r["precision"], int(r["batch"]))
+                rows[key]["hand:cost_ms_per_sample"].append(float(r["cost_ms_per_sample"]))
+                rows[key]["hand:batch_latency_ms_p50"].append(float(r["batch_latency_ms_p50"]))
+    print("\nthe sweep's jobs vs hand-loop rounds before and after it (median [min-max]):\n")
+    names = ["fp32", "tf32", "fp16", "bf16"]
+    order = sorted(rows, key=lambda k: (k[1], names.index(k[0]) if k[0] in names else 9))
+    both = [k for k in order if rows[k].get("ela:cost_ms_per_sample") and rows[k].get("hand:cost_ms_per_sample")]
+    table({k: rows[k] for k in both}, ("hand", "ela"))
 
 
 if __name__ == "__main__":

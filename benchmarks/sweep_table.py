@@ -18,8 +18,11 @@ COLUMNS = (
     ("agreement_with_fp32", "agree fp32", "{:.4f}"),
     ("agreement_with_eager", "agree eager", "{:.4f}"),
     ("engine_setup_s", "setup s", "{:.1f}"),
-    ("latency_ms_per_sample", "ms/sample (synced)", "{:.3f}"),
+    ("cost_ms_per_sample", "cost ms/sample", "{:.3f}"),
+    ("cost_ms_per_sample_cv", "cost CV", "{:.1%}"),
     ("batch_latency_ms_p50", "p50 ms/batch", "{:.2f}"),
+    ("batch_latency_ms_p90", "p90 ms/batch", "{:.2f}"),
+    ("stalled_batch_share", "stalled", "{:.1%}"),
     ("throughput_samples_per_s", "samples/s (window)", "{:.0f}"),
     ("energy_j_per_sample", "J/sample", "{:.4f}"),
     ("dynamic_energy_j_per_sample", "dynamic J/sample", "{:.4f}"),
@@ -56,7 +59,7 @@ def main() -> None:
         print(
             f"card: {t.get('gpu.name', 'CPU ' + t.get('host.cpu', '?'))}, driver {t.get('gpu.driver', '-')}, "
             f"torch {t.get('version.torch')}, transformers {t.get('version.transformers')}, "
-            f"model {t.get('ela.model_source')}, energy {t.get('ela.method.energy_gpu')}\n"
+            f"model {t.get('ela.model_source')}, energy {t.get('ela.method.energy')}\n"
         )
     if a.placement:
         print_placement(runs)

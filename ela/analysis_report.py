@@ -9,27 +9,31 @@ from pathlib import Path
 import pandas as pd
 
 from ela import plots
-from ela.analyze import ACCURACY, EMISSIONS, ENERGY, LATENCY, Analysis
+from ela.analyze import ACCURACY, COST, EMISSIONS, ENERGY, P90, Analysis
 
 # Summary columns: (column, header, format); "±" adds the CI half-width where there is one.
 SUMMARY = (
     ("n_seeds", "seeds", "{:.0f}"),
     (ACCURACY, "accuracy ±CI", "{:.4f}"),
-    (LATENCY, "ms/sample ±CI", "{:.3f}"),
+    (COST, "cost ms/sample ±CI", "{:.3f}"),
+    ("batch_latency_ms_p50", "p50 ms/batch", "{:.2f}"),
+    (P90, "p90 ms/batch ±CI", "{:.2f}"),
     (ENERGY, "J/sample ±CI", "{:.4f}"),
     ("dynamic_energy_j_per_sample", "dyn J/sample ±CI", "{:.4f}"),
     (EMISSIONS, "mgCO2e/sample", "{:.4f}"),
-    ("speedup_vs_fp32", "speed-up vs fp32", "{:.2f}x"),
+    ("speedup_vs_fp32", "speed-up vs fp32 (cost)", "{:.2f}x"),
     ("energy_saving_vs_fp32", "energy saving vs fp32", "{:.1%}"),
     ("quality_ok", "quality ok", "{}"),
-    ("front_latency_energy_quality", "latency-energy front", "{}"),
+    ("front_cost_energy_quality", "cost-energy front", "{}"),
+    ("verdict", "verdict", "{}"),
+    ("ci_basis", "CI from", "{}"),
 )
 
 
 def summary_frame(a: Analysis) -> pd.DataFrame:
     """The per-configuration table shown in the terminal and the report."""
     rows = []
-    for _, r in a.configs.sort_values(["params.precision.name", "params.batch"]).iterrows():
+    for _, r in a.configs.sort_values("config").iterrows():
         row = {"config": r["config"]}
         for col, header, fmt in SUMMARY:
             if col not in r or pd.isna(r[col]):
@@ -55,9 +59,14 @@ def summary_text(a: Analysis) -> str:
     if len(a.failed):
         lines.append("failed jobs:")
         lines += [
-            f"  {r['tags.mlflow.runName']}: {r.get('tags.ela.error', '') or r['status']}"
-            for _, r in a.failed.iterrows()
+            f"  {r['tags.mlflow.runName']} {r['status']}: {r.get('tags.ela.error', '')}" for _, r in a.failed.iterrows()
         ]
+    if len(a.running):
+        lines.append("running jobs (not analysed): " + ", ".join(a.running["tags.mlflow.runName"]))
+    noisy = a.configs[a.configs["verdict"] != "ok"]
+    if len(noisy):
+        lines.append("measurement quality:")
+        lines += [f"  {r['config']} {r['verdict']}: {r['verdict_reasons']}" for _, r in noisy.iterrows()]
     lines += [f"note: {n}" for n in a.notes]
     return "\n".join(lines)
 
@@ -65,32 +74,27 @@ def summary_text(a: Analysis) -> str:
 def figures(a: Analysis) -> dict[str, bytes]:
     """Every plot this sweep supports, as PNG bytes by file name."""
     c, threshold = a.configs, a.quality_threshold
+    energy = f"energy per sample [J] ({_methods(a)})"
     out = {
         "accuracy_by_precision.png": plots.bars_png(c, ACCURACY, "accuracy", "Accuracy by precision", threshold),
-        "latency_vs_throughput.png": plots.latency_throughput_png(c),
+        "cost_vs_p90_latency.png": plots.cost_latency_png(c),
     }
     if ENERGY in c:
-        out["energy_by_precision.png"] = plots.bars_png(c, ENERGY, "GPU energy per sample [J]", "Energy by precision")
-        out["pareto_latency_energy.png"] = plots.pareto_png(
-            c,
-            LATENCY,
-            ENERGY,
-            "front_latency_energy",
-            "latency per sample [ms]",
-            "GPU energy per sample [J]",
+        out["energy_by_precision.png"] = plots.bars_png(c, ENERGY, energy, "Energy by precision")
+        out["pareto_cost_energy.png"] = plots.pareto_png(
+            c, COST, ENERGY, "front_cost_energy", "cost per sample, energy windows [ms]", energy,
+            "Cost-energy trade-off (95% CIs; front in red)",
+        )  # fmt: skip
+        out["pareto_p90_energy.png"] = plots.pareto_png(
+            c, P90, ENERGY, "front_p90_energy", "p90 batch latency, synchronised passes [ms]", energy,
             "Latency-energy trade-off (95% CIs; front in red)",
-        )
-        out["accuracy_vs_energy.png"] = plots.accuracy_energy_png(c, threshold)
+        )  # fmt: skip
+        out["accuracy_vs_energy.png"] = plots.accuracy_energy_png(c, threshold, energy)
     if EMISSIONS in c:
-        out["pareto_latency_emissions.png"] = plots.pareto_png(
-            c,
-            LATENCY,
-            EMISSIONS,
-            "front_latency_emissions",
-            "latency per sample [ms]",
-            "emissions per sample [mg CO2e]",
-            "Latency-emissions trade-off (95% CIs; front in red)",
-        )
+        out["pareto_cost_emissions.png"] = plots.pareto_png(
+            c, COST, EMISSIONS, "front_cost_emissions", "cost per sample, energy windows [ms]",
+            "emissions per sample [mg CO2e]", "Cost-emissions trade-off (95% CIs; front in red)",
+        )  # fmt: skip
     if not a.difficulty.empty:
         out["difficulty_by_length.png"] = plots.difficulty_png(a.difficulty, "length_quintile", "token-length quintile")
         if (a.difficulty["binning"] == "fp32_confidence_quintile").any():
@@ -100,11 +104,26 @@ def figures(a: Analysis) -> dict[str, bytes]:
     return out
 
 
+SCOPES = {"gpu": "GPU, NVML", "cpu-packages": "CPU, RAPL", "cpu+ram": "CPU+RAM, modelled", "fake": "fake meter"}
+
+
+def _methods(a: Analysis) -> str:
+    """How the sweep's energy was obtained, short enough for an axis label (the report has the full tags)."""
+    col = "tags.ela.energy_scope"
+    scopes = sorted(a.runs[col].dropna().astype(str).unique()) if col in a.runs else []
+    return ", ".join(SCOPES.get(s, s) for s in scopes) or "unknown"
+
+
 def write_outputs(a: Analysis, out: Path) -> list[Path]:
     """Write CSV tables, plots, report.md and report.html into out; return the files written."""
     (out / "plots").mkdir(parents=True, exist_ok=True)
     written = []
-    tables = {"configs.csv": a.configs, "runs.csv": a.runs, "failed.csv": a.failed, "difficulty.csv": a.difficulty}
+    tables = {
+        "configs.csv": a.configs,
+        "runs.csv": a.runs,
+        "failed.csv": pd.concat([a.failed, a.running]),
+        "difficulty.csv": a.difficulty,
+    }
     for name, df in tables.items():
         df.to_csv(out / name, index=False)
         written.append(out / name)

@@ -17,7 +17,8 @@ COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-
 DEVICES = ("auto", "cuda", "cpu")
 # transformers' own, then ela's (ela.attention; the names are repeated there)
 ATTENTION = (None, "sdpa", "eager", "flash_attention_2", "flex_attention", "padded_varlen", "padded_triton")
-GPU_METERS = ("auto", "nvml", "fake", "none")
+# auto: nvml on a GPU; on a CPU, rapl where readable, else CodeCarbon's model over each window (tagged so)
+ENERGY_METERS = ("auto", "nvml", "rapl", "codecarbon", "fake", "none")
 # Keys that describe bookkeeping, not the measured work: excluded from the config hash.
 BOOKKEEPING = ("seed", "resume", "gpus", "tracking", "codecarbon", "hydra")
 
@@ -43,6 +44,7 @@ class DatasetConfig:
     text_column: str
     label_column: str
     label_names: list[str] | None
+    label_map: dict[str, str] | None
     limit: int | None
     order: str
 
@@ -73,7 +75,7 @@ class MeasureConfig:
     idle_window_s: float
     trace: bool
     trace_interval_s: float
-    gpu_meter: str
+    energy_meter: str
     fake_power_w: float
     fp32_reference: bool
 
@@ -228,7 +230,14 @@ def validate(cfg: DictConfig | dict[str, Any]) -> JobConfig:
     _check(me.idle_max_settle_s >= 0, "measure.idle_max_settle_s", me.idle_max_settle_s, ">= 0 seconds")
     _check(me.trace_interval_s > 0, "measure.trace_interval_s", me.trace_interval_s, "> 0 seconds")
     _check(me.idle_window_s > 0, "measure.idle_window_s", me.idle_window_s, "> 0 seconds")
-    _check(me.gpu_meter in GPU_METERS, "measure.gpu_meter", me.gpu_meter, " | ".join(GPU_METERS))
+    _check(me.energy_meter in ENERGY_METERS, "measure.energy_meter", me.energy_meter, " | ".join(ENERGY_METERS))
+    _check(
+        d.label_map is None
+        or (isinstance(d.label_map, dict) and all(isinstance(v, str) for v in d.label_map.values())),
+        "dataset.label_map",
+        d.label_map,
+        "null or a mapping from dataset label to model label name, e.g. {neg: negative, pos: positive}",
+    )
     cc = job.codecarbon
     _check(
         isinstance(cc.country_iso_code, str) and len(cc.country_iso_code) == 3 and cc.country_iso_code.isalpha(),
@@ -237,14 +246,34 @@ def validate(cfg: DictConfig | dict[str, Any]) -> JobConfig:
         "a 3-letter ISO code such as USA, FRA, DEU",
     )
     _check(cc.measure_power_secs > 0, "codecarbon.measure_power_secs", cc.measure_power_secs, "> 0 seconds")
+    if cc.enabled:  # an unknown grid would silently become a default intensity inside CodeCarbon
+        from ela.carbon import check_grid
+
+        check_grid(cc.country_iso_code, cc.region)
     _check(bool(job.tracking.experiment), "tracking.experiment", job.tracking.experiment, "a non-empty name")
     return job
 
 
-def run_name(precision: str, batch: object, seed: object, engine: str = "eager") -> str:
-    """`fp16-b8-s0`, or `fp16-b8-compile-s0` for a non-eager engine."""
-    middle = "" if engine in ("eager", None) else f"-{engine}"
+def run_name(precision: str, batch: object, seed: object, engine: str = "eager", extra: tuple[str, ...] = ()) -> str:
+    """`fp16-b8-s0`, `fp16-b8-compile-s0` for a non-eager engine, `fp16-b8-attn_implementation=eager-s0` with
+    another swept key (extra)."""
+    middle = "".join(f"-{x}" for x in ([] if engine in ("eager", None) else [engine]) + list(extra))
     return f"{precision}-b{batch}{middle}-s{seed}"
+
+
+AXES_ENV = "ELA_SWEEP_AXES"  # the keys a sweep varies, set by its sweeper for every job's run name
+NAMED = {"precision", "batch", "seed", "engine", "engine.name", "resume"}  # already in every run name
+
+
+def swept_labels(overrides: list[str], axes: str | None) -> tuple[str, ...]:
+    """`key=value` (last part of the key) for each of this job's overrides that the sweep varies."""
+    keys = set((axes or "").split(",")) - NAMED - {""}
+    out = []
+    for o in overrides:
+        key, _, value = o.lstrip("+~").partition("=")
+        if key in keys:
+            out.append(f"{key.rsplit('.', 1)[-1]}={value}")
+    return tuple(out)
 
 
 def config_hash(data: dict[str, Any], with_seed: bool = False) -> str:

@@ -24,11 +24,18 @@ BUILDERS = {
 
 @dataclass(frozen=True)
 class EvalSplit:
-    """Texts and integer labels of the split, in file order, plus where they came from."""
+    """Texts and labels of the split (as the file has them: ids or names), in file order, and their source."""
 
     texts: list[str]
-    labels: list[int]
+    labels: list[int | str]
     source: str
+    rows: int  # rows in the file or split before dataset.limit
+
+    def warnings(self, limit: int | None) -> list[str]:
+        """What the user should know about how much of the split was used."""
+        if limit is not None and limit > self.rows:
+            return [f"dataset.limit={limit} exceeds the {self.rows} rows of {self.source}: all {self.rows} are used"]
+        return []
 
 
 @dataclass(frozen=True)
@@ -110,26 +117,76 @@ def load_split(cfg: DatasetConfig) -> EvalSplit:
             f"dataset {source} has no column(s) {missing}; its columns are {ds.column_names}. "
             "Set dataset.text_column / dataset.label_column"
         )
+    rows = len(ds)
     if cfg.limit:
         ds = ds.select(range(min(cfg.limit, len(ds))))
     if len(ds) == 0:
         raise ElaError(f"dataset {source} is empty")
     texts = [str(t) for t in ds[cfg.text_column]]
-    labels = [_label_id(v, cfg, i) for i, v in enumerate(ds[cfg.label_column])]
-    return EvalSplit(texts=texts, labels=labels, source=source)
+    labels = [v if isinstance(v, int) else str(v) for v in ds[cfg.label_column]]
+    return EvalSplit(texts=texts, labels=labels, source=source, rows=rows)
 
 
-def _label_id(value: object, cfg: DatasetConfig, row: int) -> int:
+def label_targets(labels: list[int | str], cfg: DatasetConfig, id2label: dict[int, str]) -> list[int]:
+    """The model output index each dataset label stands for, or one ElaError that says how to map them.
+
+    A label maps through `dataset.label_map` (label -> model label name) if given; else an integer is a
+    dataset id, named by `dataset.label_names` (matched to the model's names) or taken as the model's
+    id; else a string is one of `label_names` or one of the model's own label names.
+    """
+    model_names = {name.lower(): i for i, name in id2label.items()}
+    generic = all(name == f"LABEL_{i}" for i, name in id2label.items())  # a checkpoint without label names
     names = cfg.label_names or []
-    if isinstance(value, str) and value in names:
-        return names.index(value)
-    try:
-        label = int(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise ElaError(f"row {row}: label {value!r} is neither an integer nor one of {names}") from None
-    if label < 0 or (names and label >= len(names)):
-        raise ElaError(f"row {row}: label {label} is outside the dataset's labels {names}")
-    return label
+    if names and not generic:
+        missing = [n for n in names if n.lower() not in model_names]
+        if missing:
+            raise ElaError(
+                f"dataset labels {missing} are not among the model's labels {sorted(id2label.values())}; set "
+                "dataset.label_names to the model's names, or map them: dataset.label_map={<dataset label>: "
+                "<model label>, ...}"
+            )
+    if names and generic and len(names) != len(id2label):
+        raise ElaError(f"the model has {len(id2label)} labels but the dataset has {len(names)}: {names}")
+
+    def by_name(name: str) -> int | None:
+        return model_names.get(name.lower()) if not generic else (names.index(name) if name in names else None)
+
+    out = []
+    for row, value in enumerate(labels):
+        text = str(value)
+        if cfg.label_map is not None:
+            if text not in cfg.label_map:
+                raise ElaError(
+                    f"row {row}: label {value!r} is not a key of dataset.label_map {cfg.label_map}; add it there"
+                )
+            target = model_names.get(str(cfg.label_map[text]).lower())
+            if target is None:
+                raise ElaError(
+                    f"dataset.label_map maps {text!r} to {cfg.label_map[text]!r}, which is not one of the "
+                    f"model's labels {sorted(id2label.values())}"
+                )
+        elif isinstance(value, int) or text.lstrip("-").isdigit():
+            label = int(text)
+            upper = len(names) if names else len(id2label)
+            if not 0 <= label < upper:
+                raise ElaError(
+                    f"row {row}: label {label} is outside the dataset's labels {names or list(range(len(id2label)))}"
+                )
+            target = by_name(names[label]) if names else label
+        elif text in names:
+            target = by_name(text)
+        else:
+            target = None if generic else model_names.get(text.lower())
+        if target is None:
+            seen = sorted({str(v) for v in labels})[:6]
+            suggestion = ", ".join(f"{v}: {n}" for v, n in zip(seen, sorted(id2label.values()), strict=False))
+            raise ElaError(
+                f"row {row}: label {value!r} is neither an integer, nor one of dataset.label_names {names}, nor "
+                f"one of the model's labels {sorted(id2label.values())}; map the dataset's labels to the model's, "
+                f"e.g. dataset.label_map={{{suggestion}}}"
+            )
+        out.append(target)
+    return out
 
 
 def bucket_for(longest: int, buckets: list[int] | None, max_length: int) -> int | None:

@@ -27,10 +27,7 @@ def build(
     sync: Callable[[], None],
 ) -> tuple[Forward, float]:
     """The engine's forward function and its setup seconds (every padded shape prepared)."""
-    if engine.name == "cudagraph" and device.type != "cuda":
-        raise ElaError("engine=cudagraph captures CUDA graphs and needs a CUDA GPU; use engine=eager or compile on CPU")
-    if engine.name == "compile" and engine.compile_mode in ("reduce-overhead",) and device.type != "cuda":
-        raise ElaError("engine.compile_mode=reduce-overhead uses CUDA graphs; on CPU use compile_mode=default")
+    check(engine, device.type)
     t0 = time.perf_counter()
     if engine.name == "eager":
         return make_forward(model, autocast), 0.0
@@ -56,6 +53,14 @@ def build(
     forward = _cuda_graphs(model, autocast, batches, device)
     sync()
     return forward, time.perf_counter() - t0
+
+
+def check(engine: EngineConfig, device_type: str) -> None:
+    """Refuse an engine the device type can't run (before a job waits for its device)."""
+    if engine.name == "cudagraph" and device_type != "cuda":
+        raise ElaError("engine=cudagraph captures CUDA graphs and needs a CUDA GPU; use engine=eager or compile on CPU")
+    if engine.name == "compile" and engine.compile_mode == "reduce-overhead" and device_type != "cuda":
+        raise ElaError("engine.compile_mode=reduce-overhead uses CUDA graphs; on CPU use compile_mode=default")
 
 
 def _allow_recompiles(shapes: int) -> None:

@@ -9,12 +9,13 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import socket
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from ela import ElaError
+from ela import ElaError, interrupt
 
 _pinned: str | None = None  # the GPU this process was pinned to by its first claim
 LOCK_DIR = Path(os.environ.get("ELA_GPU_LOCK_DIR", Path(tempfile.gettempdir()) / "ela-gpu-locks"))
@@ -22,32 +23,72 @@ LOCK_DIR = Path(os.environ.get("ELA_GPU_LOCK_DIR", Path(tempfile.gettempdir()) /
 
 @contextlib.contextmanager
 def claim(
-    keys: list[str], lock_dir: Path = LOCK_DIR, poll_s: float = 1.0, timeout_s: float | None = None
+    keys: list[str],
+    lock_dir: Path = LOCK_DIR,
+    poll_s: float = 1.0,
+    timeout_s: float | None = None,
+    on_wait: Callable[[list[str]], None] | None = None,
 ) -> Iterator[int]:
-    """Block until one of keys is free, hold it for the with-block, and yield its position in keys."""
+    """Block until one of keys is free, hold it for the with-block, and yield its position in keys.
+
+    on_wait is called once, when every key is taken, with who holds them (what their lock files say).
+    """
     if not keys:
         raise ElaError("nothing to claim: this job may use no GPU (see gpus= and CUDA_VISIBLE_DEVICES)")
     lock_dir.mkdir(parents=True, exist_ok=True)
-    t0 = time.monotonic()
+    t0, told = time.monotonic(), False
     while True:
         for i, key in enumerate(keys):
-            handle = open(lock_dir / f"{key}.lock", "w")  # noqa: SIM115 - held for the whole job
+            # O_RDWR without O_TRUNC: a waiter must not erase the holder's pid before it has the lock
+            fd = os.open(lock_dir / f"{key}.lock", os.O_RDWR | os.O_CREAT, 0o666)
             try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                handle.close()
+                os.close(fd)
                 continue
             try:
-                handle.write(f"{os.getpid()}\n")
-                handle.flush()
+                os.ftruncate(fd, 0)
+                os.write(fd, f"{os.getpid()} {socket.gethostname()}\n".encode())
                 yield i
             finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
-                handle.close()
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                os.close(fd)
             return
+        if on_wait is not None and not told:
+            on_wait([holder(lock_dir / f"{key}.lock") for key in keys])
+            told = True
         if timeout_s is not None and time.monotonic() - t0 > timeout_s:
             raise TimeoutError(f"no free GPU among {keys} after {timeout_s:.0f} s")
+        interrupt.check()
         time.sleep(poll_s)
+
+
+def holder(path: Path) -> str:
+    """Who holds a lock file, as it says (`pid host`), or `unknown`."""
+    try:
+        return path.read_text().strip() or "unknown"
+    except OSError:
+        return "unknown"
+
+
+def other_holders(lock_dir: Path = LOCK_DIR, mine: str | None = None) -> int:
+    """How many lock files under lock_dir other processes hold right now (other ela jobs on this host)."""
+    count = 0
+    for path in lock_dir.glob("*.lock") if lock_dir.is_dir() else []:
+        if mine is not None and path.name == f"{mine}.lock":
+            continue
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        except BlockingIOError:
+            count += 1
+        finally:
+            os.close(fd)
+    return count
 
 
 def visible_uuids(env: str | None, host_uuids: list[str]) -> list[str]:
@@ -135,7 +176,7 @@ def _cuda_index(uuid: str) -> int:
 
 
 @contextlib.contextmanager
-def claim_gpu(gpus: str | list[int] | None) -> Iterator[int | None]:
+def claim_gpu(gpus: str | list[int] | None, on_wait: Callable[[list[str]], None] | None = None) -> Iterator[int | None]:
     """gpus=None: no claim (CUDA_VISIBLE_DEVICES decides). `all` or CUDA indices: claim a free GPU of
     these for the with-block and yield the CUDA index to use.
 
@@ -150,7 +191,7 @@ def claim_gpu(gpus: str | list[int] | None) -> Iterator[int | None]:
     import torch
 
     keys = [_pinned] if _pinned is not None else choose(gpus, _visible())
-    with claim(keys) as position:
+    with claim(keys, on_wait=on_wait) as position:
         uuid = keys[position]
         if _pinned is None and not torch.cuda.is_initialized():
             os.environ["CUDA_VISIBLE_DEVICES"] = uuid  # read when CUDA starts, just after this

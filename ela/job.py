@@ -1,4 +1,8 @@
-"""One job: load, tokenize, apply precision, measure, score. Returns metrics, tags and files."""
+"""One job: check, claim the device, load, measure (`run_phases` -> `Raw`), then score (`score` -> outcome).
+
+The measured sequence and the arithmetic on it are apart: `run_phases` only measures and returns raw
+figures, `score` turns them into metrics, tags and files without touching a device.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import logging
 import random
 import resource
 import socket
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,10 +22,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ela import ElaError, attention
-from ela.carbon import CarbonRecord, CarbonTracker
+from ela import ElaError, attention, engines, host, interrupt
+from ela.carbon import CarbonRecord, CarbonTracker, CodeCarbonMeter
 from ela.config import JobConfig
-from ela.data import load_split, tokenize
+from ela.data import Batches, EvalSplit, label_targets, load_split, tokenize
 from ela.device import (
     DTYPE,
     GpuInfo,
@@ -34,23 +39,86 @@ from ela.device import (
     synchronizer,
     tf32_state,
 )
-from ela.engines import build
-from ela.gpu_pool import claim, claim_gpu, pinned
-from ela.measure import energy_window, idle_power, latency_pass, make_forward, predict, warmup
-from ela.meters import FakeCounter, MeasurementError, NvmlCounter, WindowMeter, tick_period_s
+from ela.gpu_pool import claim, claim_gpu, other_holders, pinned
+from ela.measure import (
+    EnergyWindow,
+    Idle,
+    LatencyPasses,
+    energy_window,
+    idle_power,
+    latency_passes,
+    make_forward,
+    predict,
+    warmup,
+)
+from ela.meters import (
+    FakeCounter,
+    MeasurementError,
+    Meter,
+    NvmlCounter,
+    RaplCounter,
+    WindowMeter,
+    rapl_zones,
+    tick_period_s,
+)
 from ela.metrics import accuracy_metrics, latency_metrics, window_metrics
-from ela.models import apply_precision, label_map, load_model, stock_kernels
+from ela.models import apply_precision, load_model, model_labels, stock_kernels
+from ela.quality import verdict
 from ela.trace import PowerTrace
 
 log = logging.getLogger(__name__)
 AGREEMENT_TOLERANCE = 0.005  # engines may differ from eager in the last bits; more than this is flagged
+SCOPE = {"nvml": "gpu", "rapl": "cpu-packages", "codecarbon": "cpu+ram", "fake": "fake"}
+RAPL_ROOT = Path("/sys/class/powercap")
 
 
 @dataclass
 class JobOutcome:
+    """What a job logs: metrics, tags and artifact files by name."""
+
     metrics: dict[str, float] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
     files: dict[str, str | bytes] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MeterChoice:
+    """The energy meter a job uses, how its figures are obtained, and why it is the one."""
+
+    meter: Meter | None
+    kind: str  # nvml | rapl | codecarbon | fake | none
+    method: str  # tag: nvml-counter, rapl(package-0), codecarbon-model(cpu_load)+codecarbon-model(ram), ...
+    note: str = ""  # why auto chose it, where that is worth saying (e.g. no readable RAPL)
+    gpu: GpuInfo | None = None
+
+
+@dataclass
+class Raw:
+    """Everything a job measured, before any arithmetic."""
+
+    split: EvalSplit
+    batches: Batches
+    targets: torch.Tensor
+    loaded_source: str
+    newly_initialized: list[str]
+    attn_implementation: str
+    label_map: dict[str, int]  # dataset label -> model output index
+    reference: torch.Tensor | None  # fp32 predictions (untimed)
+    eager_ref: torch.Tensor | None  # transformers' eager predictions in this precision (untimed)
+    setup_s: float
+    idle: Idle | None
+    tick_s: float | None
+    lat: LatencyPasses
+    windows: list[EnergyWindow]
+    state_start: dict[str, float]
+    state_end: dict[str, float]
+    host_other_cpu_share: float | None
+    other_ela_jobs: int
+    tf32: str
+    peak_mb: float
+    meter: MeterChoice
+    device_type: str
+    trace: pd.DataFrame | None = None
 
 
 def seed_everything(seed: int) -> None:
@@ -60,17 +128,39 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def make_meter(job: JobConfig, device: torch.device) -> tuple[WindowMeter | None, GpuInfo | None]:
-    """The GPU energy meter this job asked for; never a silent substitute."""
-    kind = job.measure.gpu_meter
+def preflight(job: JobConfig, device_type: str) -> None:
+    """Refusals that need only the device type, made before the job waits for its host or GPU."""
+    engines.check(job.engine, device_type)
+    if device_type == "cpu":  # on a GPU these need CUDA, which must not start before the job is pinned
+        check_precision(job.precision, torch.device("cpu"))
+        longest = max([job.model.max_length, *(job.engine.buckets or [])])
+        attention.check(job.model.attn_implementation, job.precision, torch.device("cpu"), longest)
+    if job.measure.energy_meter == "nvml" and device_type != "cuda":
+        raise ElaError("measure.energy_meter=nvml needs a CUDA device; this job runs on CPU (use energy_meter=auto)")
+
+
+def make_meter(job: JobConfig, device: torch.device) -> MeterChoice:
+    """The energy meter this job asked for; never a silent substitute."""
+    kind, note = job.measure.energy_meter, ""
     if kind == "auto":
-        kind = "nvml" if device.type == "cuda" else "none"
+        if device.type == "cuda":
+            kind = "nvml"
+        else:
+            zones = rapl_zones(RAPL_ROOT)
+            kind = "rapl" if not isinstance(zones, str) else ("codecarbon" if job.codecarbon.enabled else "none")
+            note = f"auto: {zones}" if isinstance(zones, str) else ""
+    sync = synchronizer(device)
     if kind == "fake":
-        return WindowMeter(FakeCounter(job.measure.fake_power_w), synchronizer(device)), None
+        return MeterChoice(WindowMeter(FakeCounter(job.measure.fake_power_w), sync), kind, FakeCounter.method)
     if kind == "none":
-        return None, None
-    if device.type != "cuda":
-        raise ElaError("measure.gpu_meter=nvml needs a CUDA device; this job runs on CPU (use gpu_meter=auto)")
+        reason = "measure.energy_meter=none" if job.measure.energy_meter == "none" else f"{note}; CodeCarbon disabled"
+        return MeterChoice(None, kind, "none", reason)
+    if kind == "rapl":
+        counter = RaplCounter(RAPL_ROOT)  # raises MeasurementError saying why it can't be read
+        return MeterChoice(WindowMeter(counter, sync), kind, counter.method, note)
+    if kind == "codecarbon":
+        meter = CodeCarbonMeter(job.codecarbon, sync)
+        return MeterChoice(meter, kind, meter.method, note + ("; " if note else "") + "CPU and RAM energy modelled")
     try:
         info = gpu_info(device)
         counter = NvmlCounter(info.handle)
@@ -78,28 +168,35 @@ def make_meter(job: JobConfig, device: torch.device) -> tuple[WindowMeter | None
     except Exception as err:  # no NVML, or a GPU without the energy counter (pre-Volta)
         raise ElaError(
             f"cannot read NVML's energy counter ({type(err).__name__}: {err}); install nvidia-ml-py on a "
-            "Volta+ GPU, or pass measure.gpu_meter=none to run without GPU energy"
+            "Volta+ GPU, or pass measure.energy_meter=none to run without GPU energy"
         ) from err
-    return WindowMeter(counter, synchronizer(device)), info
+    return MeterChoice(WindowMeter(counter, sync), kind, counter.method, gpu=info)
 
 
 def measure_job(job: JobConfig, job_dir: Path, progress=None) -> JobOutcome:
     """Run one configured job end to end (on a GPU of its own when gpus= is set)."""
+    if job.gpus is not None and job.device == "cpu":
+        raise ElaError(f"gpus={job.gpus} needs CUDA GPUs; this job runs on CPU (leave gpus=null)")
+    device_type = "cuda" if job.gpus is not None else resolve_device(job.device).type
+    preflight(job, device_type)
     t0 = time.perf_counter()
+
+    def waiting(holders: list[str]) -> None:
+        print(f"[ela] {job.run_name} waits for its device, held by {', '.join(holders)}", file=sys.stderr, flush=True)
+
     if job.gpus is not None:
-        if job.device == "cpu":
-            raise ElaError(f"gpus={job.gpus} needs CUDA GPUs; this job runs on CPU (leave gpus=null)")
         # Claimed before anything starts CUDA, so the job can be pinned with CUDA_VISIBLE_DEVICES.
-        lock = claim_gpu(job.gpus)
-    elif resolve_device(job.device).type == "cpu":
+        lock = claim_gpu(job.gpus, on_wait=waiting)
+    elif device_type == "cpu":
         # Jobs measuring the CPU at the same time would measure each other: one at a time per host,
         # whatever the launcher starts concurrently (submitit's local executor starts them all).
-        lock = claim([f"cpu-{socket.gethostname()}"])
+        lock = claim([f"cpu-{socket.gethostname()}"], on_wait=waiting)
     else:
         lock = claim_gpu(None)
     with lock as index:
         waited = time.perf_counter() - t0
-        out = _measure_on(job, resolve_device(job.device, index if job.gpus is not None else None), job_dir, progress)
+        device = resolve_device(job.device, index if job.gpus is not None else None)
+        out = _measure_on(job, device, job_dir, progress)
     out.metrics["device_wait_s"] = waited  # queued behind other jobs for the GPU/CPU: not overhead
     if pinned():
         out.tags["ela.cuda_visible_devices"] = pinned()
@@ -111,13 +208,15 @@ def _measure_on(job: JobConfig, device: torch.device, job_dir: Path, progress) -
     longest = max([job.model.max_length, *(job.engine.buckets or [])])  # the longest padded batch possible
     attention.check(job.model.attn_implementation, job.precision, device, longest)
     seed_everything(job.seed)
-    meter, gpu = make_meter(job, device)
+    choice = make_meter(job, device)
     carbon = None
     if job.codecarbon.enabled:
-        carbon = CarbonTracker(job.codecarbon, [gpu.nvml_index] if gpu else [], str(job_dir), job.run_name)
+        gpus = [choice.gpu.nvml_index] if choice.gpu else []
+        carbon = CarbonTracker(job.codecarbon, gpus, str(job_dir), job.run_name)
         carbon.start()
     try:
-        out = _measure(job, device, meter, gpu, progress)
+        raw = run_phases(job, device, choice, progress)
+        out = score(job, raw)
         _add_carbon(out, carbon, job)
         return out
     finally:
@@ -125,114 +224,141 @@ def _measure_on(job: JobConfig, device: torch.device, job_dir: Path, progress) -
             carbon.close()  # a crashed job must not leave CodeCarbon's sampler running
 
 
-def _measure(job: JobConfig, device: torch.device, meter, gpu: GpuInfo | None, progress) -> JobOutcome:
-    """The job's whole measured sequence, in the order it runs."""
-    out, sync, me = JobOutcome(), synchronizer(device), job.measure
-    trace = PowerTrace(meter.counter, me.trace_interval_s).start() if meter is not None and me.trace else None
+def run_phases(job: JobConfig, device: torch.device, choice: MeterChoice, progress) -> Raw:
+    """Load, references, precision, engine, idle, warm-up, latency passes, energy windows: the measured order."""
+    me, sync, meter, gpu = job.measure, synchronizer(device), choice.meter, choice.gpu
+    counter = getattr(meter, "counter", None)
+    trace = PowerTrace(counter, me.trace_interval_s).start() if counter is not None and me.trace else None
 
     def step(name: str) -> None:
+        interrupt.check()  # a stop request ends the job here, between phases
         if progress is not None:
             progress.set_postfix_str(name)
         if trace is not None:
             trace.mark(name)
 
     try:
-        _run_phases(job, device, meter, gpu, step, sync, out)
+        with clean_device(device):
+            step("load")
+            split = load_split(job.dataset)
+            mapping_targets = label_targets(split.labels, job.dataset, model_labels(job.model))
+            loaded = load_model(job.model)
+            batches = tokenize(
+                loaded.tokenizer, split.texts, job.batch, job.model.max_length, job.engine.buckets, job.dataset.order
+            ).to(device)
+            targets = torch.tensor([mapping_targets[i] for i in batches.indices])  # in batch order
+            model = loaded.model.to(device)
+
+            reference = None
+            if me.fp32_reference and job.precision.name != "fp32":
+                step("fp32 reference (untimed)")
+                with stock_kernels(model):
+                    reference = predict(make_forward(model, contextlib.nullcontext), batches).argmax(-1)
+
+            model = apply_precision(model, DTYPE[job.precision.weights_dtype], device)
+            set_tf32(job.precision.tf32)
+
+            def amp():
+                return autocast(job.precision, device)
+
+            eager_ref = None
+            if job.engine.name != "eager" or job.model.attn_implementation in attention.NAMES:
+                step("eager reference (untimed)")
+                with stock_kernels(model):  # the engine and ela's kernels (if any) against transformers' eager
+                    eager_ref = predict(make_forward(model, amp), batches).argmax(-1)
+            step(f"engine setup ({job.engine.name})")
+            forward, setup_s = engines.build(job.engine, model, amp, batches, device, sync)
+            idle = tick_s = None
+            if meter is not None:
+                step("idle power")
+                idle = idle_power(meter, me.idle_max_settle_s, me.idle_window_s)
+                if counter is not None:
+                    tick_s = tick_period_s(counter, max_s=0.6)
+            step("warm-up")
+            warmup(forward, batches, me.warmup_batches, sync)
+            step("latency passes")
+            lat = latency_passes(forward, batches, sync, me.min_window_s)
+            state_start = card_state(gpu) if gpu else {}
+            others = other_holders()
+            windows, before = [], host.sample()
+            for i in range(me.repeats):
+                step(f"window {i + 1}/{me.repeats}")
+                windows.append(energy_window(forward, batches, sync, meter, me.min_window_s))
+            share = host.other_cpu_share(before, host.sample())
+            step("score")
+            state_end = card_state(gpu) if gpu else {}
+            peak_mb = (
+                torch.cuda.max_memory_allocated(device) / 2**20
+                if device.type == "cuda"
+                else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            )
+            tf32 = tf32_state()
+            del model, forward
     finally:
-        if trace is not None:
-            df = trace.stop()
-            out.files["power_trace.csv"] = _csv(df)
-            from ela.plots import power_trace_png  # matplotlib: imported only by jobs that draw
+        trace_df = trace.stop() if trace is not None else None
+    return Raw(
+        meter=choice,
+        split=split,
+        batches=batches,
+        targets=targets,
+        loaded_source=loaded.source,
+        newly_initialized=loaded.newly_initialized,
+        attn_implementation=str(getattr(loaded.model.config, "_attn_implementation", "unknown")),
+        label_map=dict(sorted({str(v): t for v, t in zip(split.labels, mapping_targets, strict=True)}.items())),
+        reference=reference,
+        eager_ref=eager_ref,
+        setup_s=setup_s,
+        idle=idle,
+        tick_s=tick_s,
+        lat=lat,
+        windows=windows,
+        state_start=state_start,
+        state_end=state_end,
+        host_other_cpu_share=share,
+        other_ela_jobs=others,
+        tf32=tf32,
+        peak_mb=peak_mb,
+        device_type=device.type,
+        trace=trace_df,
+    )
 
-            out.files["power_trace.png"] = power_trace_png(df, f"{job.run_name}: {meter.method}")
-    return out
 
-
-def _run_phases(job: JobConfig, device: torch.device, meter, gpu, step, sync, out: JobOutcome) -> None:
-    """Load, reference, precision, idle, warm-up, latency pass, energy windows, then score."""
-    me = job.measure
-    with clean_device(device):
-        step("load")
-        split = load_split(job.dataset)
-        loaded = load_model(job.model)
-        mapping = label_map(loaded.model, job.dataset.label_names)
-        if max(split.labels) >= len(mapping):
-            raise ElaError(f"dataset labels go up to {max(split.labels)} but the model has {len(mapping)} labels")
-        batches = tokenize(
-            loaded.tokenizer, split.texts, job.batch, job.model.max_length, job.engine.buckets, job.dataset.order
-        ).to(device)
-        targets = torch.tensor([mapping[split.labels[i]] for i in batches.indices])  # in batch order
-        model = loaded.model.to(device)
-
-        reference = None
-        if me.fp32_reference and job.precision.name != "fp32":
-            step("fp32 reference (untimed)")
-            with stock_kernels(model):
-                reference = predict(make_forward(model, contextlib.nullcontext), batches).argmax(-1)
-
-        model = apply_precision(model, DTYPE[job.precision.weights_dtype], device)
-        set_tf32(job.precision.tf32)
-
-        def amp():
-            return autocast(job.precision, device)
-
-        eager_ref = None
-        if job.engine.name != "eager" or job.model.attn_implementation in attention.NAMES:
-            step("eager reference (untimed)")
-            with stock_kernels(model):  # the engine and ela's kernels (if any) against transformers' eager
-                eager_ref = predict(make_forward(model, amp), batches).argmax(-1)
-        step(f"engine setup ({job.engine.name})")
-        forward, setup_s = build(job.engine, model, amp, batches, device, sync)
-        idle = tick_s = None
-        if meter is not None:
-            step("idle power")
-            idle = idle_power(meter, me.idle_max_settle_s, me.idle_window_s)
-            tick_s = tick_period_s(meter.counter, max_s=0.6)
-        step("warm-up")
-        warmup(forward, batches, me.warmup_batches, sync)
-        step("latency pass")
-        lat = latency_pass(forward, batches, sync)
-        state_start = card_state(gpu) if gpu else {}
-        windows = []
-        for i in range(me.repeats):
-            step(f"window {i + 1}/{me.repeats}")
-            windows.append(energy_window(forward, batches, sync, meter, me.min_window_s))
-        step("score")
-        state_end = card_state(gpu) if gpu else {}
-        out.tags["ela.tf32"] = tf32_state()
-        peak_mb = (
-            torch.cuda.max_memory_allocated(device) / 2**20
-            if device.type == "cuda"
-            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        )
-        del model, forward
-
-    m, warnings = out.metrics, []
-    m.update(accuracy_metrics(lat.logits, targets, reference))
-    m["engine_setup_s"] = setup_s
+def score(job: JobConfig, raw: Raw) -> JobOutcome:
+    """Metrics, tags and artifacts from what a job measured (no device work)."""
+    out = JobOutcome()
+    m, warnings = out.metrics, raw.split.warnings(job.dataset.limit)
+    logits, batches = raw.lat.logits, raw.batches
+    m.update(accuracy_metrics(logits, raw.targets, raw.reference))
+    m["engine_setup_s"] = raw.setup_s
     m["padding_fraction"] = batches.padding_fraction
     m["distinct_shapes"] = len(batches.shapes)
-    if eager_ref is not None:
-        m["agreement_with_eager"] = float((lat.logits.argmax(-1) == eager_ref).float().mean())
+    if raw.eager_ref is not None:
+        m["agreement_with_eager"] = float((logits.argmax(-1) == raw.eager_ref).float().mean())
         if m["agreement_with_eager"] < 1.0 - AGREEMENT_TOLERANCE:
             warnings.append(
                 f"engine={job.engine.name}, attn_implementation={job.model.attn_implementation}: predictions agree "
                 f"with transformers' eager reference on only {m['agreement_with_eager']:.4f} of samples"
             )
-    if job.precision.name == "fp32" and me.fp32_reference:
+    if job.precision.name == "fp32" and job.measure.fp32_reference:
         m["agreement_with_fp32"] = 1.0  # this run is the fp32 reference
-    m.update(latency_metrics(lat.batch_ms, batches.num_samples))
-    window_m, window_warnings = window_metrics(windows, idle.power_w if idle else None, tick_s)
-    warnings += window_warnings
+    lat_m, lat_warnings = latency_metrics(raw.lat.batch_ms, batches.num_samples, raw.lat.duration_s)
+    m.update(lat_m)
+    window_m, window_warnings = window_metrics(raw.windows, raw.idle.power_w if raw.idle else None, raw.tick_s)
     m.update(window_m)
-    if idle is not None:
-        m["idle_settle_s"] = idle.settle_s
-    if tick_s:
-        m["nvml_counter_tick_ms"] = tick_s * 1000
+    warnings += lat_warnings + window_warnings
+    m["latency_cost_ratio"] = m["synced_ms_per_sample"] / m["cost_ms_per_sample"]
+    if raw.host_other_cpu_share is not None:
+        m["host_other_cpu_share"] = raw.host_other_cpu_share
+    m["other_ela_jobs"] = raw.other_ela_jobs
+    if raw.idle is not None:
+        m["idle_settle_s"] = raw.idle.settle_s
+    if raw.tick_s:
+        m["nvml_counter_tick_ms"] = raw.tick_s * 1000
     m["mean_token_length"] = float(np.mean(batches.token_lengths))
-    m["peak_memory_mb"] = peak_mb
-    m.update({f"gpu_{k}_start": v for k, v in state_start.items()})
-    m.update({f"gpu_{k}_end": v for k, v in state_end.items()})
+    m["peak_memory_mb"] = raw.peak_mb
+    m.update({f"gpu_{k}_start": v for k, v in raw.state_start.items()})
+    m.update({f"gpu_{k}_end": v for k, v in raw.state_end.items()})
+    level, reasons = verdict(m)
     for w in warnings:
         log.warning("%s: %s", job.run_name, w)
     if warnings:
@@ -240,49 +366,68 @@ def _run_phases(job: JobConfig, device: torch.device, meter, gpu, step, sync, ou
 
     out.tags.update(
         {
-            "ela.device": device.type,
-            "ela.model_source": loaded.source,
-            "ela.dataset_source": split.source,
-            "ela.untrained_head": str(bool(loaded.newly_initialized)).lower(),
-            "ela.attn_implementation": str(getattr(loaded.model.config, "_attn_implementation", "unknown")),
-            "ela.label_map": json.dumps(mapping),
+            "ela.tf32": raw.tf32,
+            "ela.verdict": level,
+            "ela.verdict_reasons": "; ".join(reasons) or "none",
+            "ela.device": raw.device_type,
+            "ela.model_source": raw.loaded_source,
+            "ela.dataset_source": raw.split.source,
+            "ela.dataset_rows": str(raw.split.rows),
+            "ela.untrained_head": str(bool(raw.newly_initialized)).lower(),
+            "ela.attn_implementation": raw.attn_implementation,
+            "ela.label_map": json.dumps(raw.label_map),
             "ela.engine": _engine_label(job.engine),
-            "ela.method.latency": "perf_counter, device synchronised before and after every batch",
-            "ela.method.throughput": "energy windows: whole passes, no per-batch synchronisation",
-            "ela.method.energy_gpu": meter.method if meter else "none",
-            "ela.method.peak_memory": "cuda-max-allocated" if device.type == "cuda" else "process-peak-rss",
-            "ela.method.accuracy": "argmax of logits from the latency pass vs dataset labels",
+            "ela.energy_scope": SCOPE.get(raw.meter.kind, "none"),
+            "ela.method.latency": "perf_counter, device synchronised around every batch, passes over "
+            f">= {job.measure.min_window_s:g} s; stall = > 3x the batch's best time",
+            "ela.method.cost": "energy windows: window time / samples, whole passes, no per-batch synchronisation",
+            "ela.method.energy": raw.meter.method,
+            "ela.method.peak_memory": "cuda-max-allocated" if raw.device_type == "cuda" else "process-peak-rss",
+            "ela.method.accuracy": "argmax of logits from the first latency pass vs dataset labels",
         }
     )
-    if loaded.newly_initialized:
-        out.tags["ela.newly_initialized_weights"] = ",".join(loaded.newly_initialized)
-    if gpu is not None:
-        out.tags.update(gpu.tags())
+    if raw.newly_initialized:
+        out.tags["ela.newly_initialized_weights"] = ",".join(raw.newly_initialized)
+    if raw.meter.note:
+        out.tags["ela.method.energy_note"] = raw.meter.note
+    if raw.meter.gpu is not None:
+        out.tags.update(raw.meter.gpu.tags())
 
-    probs = lat.logits.softmax(-1)
+    probs = logits.softmax(-1)
     table = pd.DataFrame(
         {
             "index": batches.indices,
             "token_length": batches.token_lengths,
-            "label": targets.numpy(),
+            "label": raw.targets.numpy(),
             "prediction": probs.argmax(-1).numpy(),
             "confidence": probs.max(-1).values.numpy(),
         }
     )
-    if reference is not None:
-        table["prediction_fp32"] = reference.numpy()
+    if raw.reference is not None:
+        table["prediction_fp32"] = raw.reference.numpy()
     out.files["predictions.csv"] = _csv(table.sort_values("index"))
-    out.files["batch_latency_ms.csv"] = _csv(pd.DataFrame({"latency_ms": lat.batch_ms}))
+    out.files["batch_latency_ms.csv"] = _csv(
+        pd.DataFrame(
+            [(p, b, ms) for p, row in enumerate(raw.lat.batch_ms) for b, ms in enumerate(row)],
+            columns=["pass", "batch", "latency_ms"],
+        )
+    )
     out.files["energy_windows.csv"] = _csv(
         pd.DataFrame(
             {
-                "duration_s": [w.duration_s for w in windows],
-                "passes": [w.passes for w in windows],
-                "samples": [w.samples for w in windows],
-                "energy_j": [w.window.energy_j if w.window else None for w in windows],
+                "duration_s": [w.duration_s for w in raw.windows],
+                "passes": [w.passes for w in raw.windows],
+                "samples": [w.samples for w in raw.windows],
+                "energy_j": [w.window.energy_j if w.window else None for w in raw.windows],
             }
         )
     )
+    if raw.trace is not None:
+        from ela.plots import power_trace_png  # matplotlib: imported only by jobs that draw
+
+        out.files["power_trace.csv"] = _csv(raw.trace)
+        out.files["power_trace.png"] = power_trace_png(raw.trace, f"{job.run_name}: {raw.meter.method}")
+    return out
 
 
 def _add_carbon(out: JobOutcome, carbon: CarbonTracker | None, job: JobConfig) -> None:

@@ -1,4 +1,8 @@
-"""The measured loops: warm-up, a synchronised latency pass, and energy windows over whole passes."""
+"""The measured loops: warm-up, synchronised latency passes, and energy windows over whole passes.
+
+Every loop takes its clock as an argument (tests inject one) and checks for a stop request between
+units of work (`ela.interrupt`), never inside a timed batch.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +13,12 @@ from dataclasses import dataclass
 
 import torch
 
+from ela import interrupt
 from ela.data import Batches
-from ela.meters import Window, WindowMeter, settle
+from ela.meters import Meter, Window, settle
 
 Forward = Callable[[dict[str, torch.Tensor]], torch.Tensor]
+Clock = Callable[[], float]
 
 
 def make_forward(model: torch.nn.Module, autocast: Callable[[], contextlib.AbstractContextManager]) -> Forward:
@@ -27,7 +33,11 @@ def make_forward(model: torch.nn.Module, autocast: Callable[[], contextlib.Abstr
 
 def predict(forward: Forward, batches: Batches) -> torch.Tensor:
     """Untimed pass: float32 logits of every sample, on the CPU."""
-    return torch.cat([forward(b).float().cpu() for b in batches.inputs])
+    out = []
+    for b in batches.inputs:
+        out.append(forward(b).float().cpu())
+        interrupt.check()
+    return torch.cat(out)
 
 
 def warmup(forward: Forward, batches: Batches, n: int, sync: Callable[[], None]) -> None:
@@ -38,36 +48,63 @@ def warmup(forward: Forward, batches: Batches, n: int, sync: Callable[[], None])
 
 
 @dataclass(frozen=True)
-class LatencyPass:
-    batch_ms: list[float]  # wall time of each batch, device synchronised before and after
-    logits: torch.Tensor  # float32, CPU, one row per sample, in order
+class LatencyPasses:
+    """Synchronised passes over the split, repeated until they covered a minimum time."""
+
+    batch_ms: list[list[float]]  # [pass][batch]: wall time of each batch, device synchronised around it
+    logits: torch.Tensor  # float32, CPU, one row per sample, in batch order, from the first pass
+    duration_s: float  # wall time of all passes together
+
+    @property
+    def passes(self) -> int:
+        """How many whole passes were timed."""
+        return len(self.batch_ms)
 
 
-def latency_pass(forward: Forward, batches: Batches, sync: Callable[[], None], progress=None) -> LatencyPass:
-    """One pass with the device synchronised around every batch; logits copied out after the clock stops."""
-    batch_ms, logits = [], []
-    for inputs in batches.inputs:
-        sync()
-        t0 = time.perf_counter()
-        out = forward(inputs)
-        sync()
-        batch_ms.append((time.perf_counter() - t0) * 1000.0)
-        logits.append(out.float().cpu())
-        if progress is not None:
-            progress.update(1)
-    return LatencyPass(batch_ms=batch_ms, logits=torch.cat(logits))
+def latency_passes(
+    forward: Forward, batches: Batches, sync: Callable[[], None], min_s: float, clock: Clock = time.perf_counter
+) -> LatencyPasses:
+    """Whole passes with the device synchronised around every batch, until they cover >= min_s.
+
+    One pass of a second or two is what a single stall can double; passes over the same window
+    length as the energy windows give percentiles that a stall moves by one sample, not by the mean.
+    Logits of the first pass are copied out after its clock stops (predictions and accuracy).
+    """
+    runs: list[list[float]] = []
+    logits: list[torch.Tensor] = []
+    t_start = clock()
+    while not runs or clock() - t_start < min_s:
+        times = []
+        for inputs in batches.inputs:
+            sync()
+            t0 = clock()
+            out = forward(inputs)
+            sync()
+            times.append((clock() - t0) * 1000.0)
+            if not runs:
+                logits.append(out.float().cpu())
+            interrupt.check()
+        runs.append(times)
+    return LatencyPasses(batch_ms=runs, logits=torch.cat(logits), duration_s=clock() - t_start)
 
 
 @dataclass(frozen=True)
 class EnergyWindow:
-    window: Window | None  # None when no energy meter is available (CPU): time only
+    """One window of whole passes with no synchronisation inside: throughput, and energy where metered."""
+
+    window: Window | None  # None when no energy meter is available: time only
     duration_s: float
     passes: int
     samples: int
 
 
 def energy_window(
-    forward: Forward, batches: Batches, sync: Callable[[], None], meter: WindowMeter | None, min_window_s: float
+    forward: Forward,
+    batches: Batches,
+    sync: Callable[[], None],
+    meter: Meter | None,
+    min_window_s: float,
+    clock: Clock = time.perf_counter,
 ) -> EnergyWindow:
     """Whole passes over the split until the window lasts >= min_window_s.
 
@@ -77,31 +114,35 @@ def energy_window(
     if meter is not None:
         meter.begin_window("energy")
     sync()
-    t0 = time.perf_counter()
+    t0 = clock()
     passes = 0
     while True:
         for inputs in batches.inputs:
             forward(inputs)
         passes += 1
-        if time.perf_counter() - t0 >= min_window_s:
+        if clock() - t0 >= min_window_s:
             break
+        interrupt.check()
     window = meter.end_window("energy") if meter is not None else None
     sync()
-    duration = window.duration_s if window is not None else time.perf_counter() - t0
+    duration = window.duration_s if window is not None else clock() - t0
     return EnergyWindow(window=window, duration_s=duration, passes=passes, samples=passes * batches.num_samples)
 
 
 @dataclass(frozen=True)
 class Idle:
-    power_w: float  # counter difference over the idle window
+    """The device's power with the model loaded and nothing running."""
+
+    power_w: float  # meter difference over the idle window
     settle_s: float  # how long power took to stop falling before that
 
 
-def idle_power(meter: WindowMeter, max_settle_s: float, window_s: float) -> Idle:
+def idle_power(meter: Meter, max_settle_s: float, window_s: float, sleep: Callable[[float], None] = time.sleep) -> Idle:
     """Idle power with the model loaded: wait until power stops falling, then a window over a sleep."""
     meter.sync()  # idle means nothing is queued on the device
     read_power = getattr(meter.counter, "read_power_w", None)
     waited = settle(read_power, max_settle_s) if read_power and max_settle_s > 0 else 0.0
+    interrupt.check()
     meter.begin_window("idle")
-    time.sleep(window_s)
+    sleep(window_s)
     return Idle(power_w=meter.end_window("idle").avg_power_w, settle_s=waited)

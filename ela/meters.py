@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 from ela import ElaError
@@ -88,6 +89,79 @@ class ReplayCounter:
         return next(self._readings)
 
 
+class RaplCounter:
+    """The CPU packages' (and DRAM's, where exposed) RAPL energy counters under /sys/class/powercap, summed.
+
+    Each counter wraps at its `max_energy_range_uj`; a read below the previous one adds one range.
+    Windows and the trace read it often enough (a range is hundreds of kJ: many minutes at full power).
+    """
+
+    def __init__(self, root: Path = Path("/sys/class/powercap")) -> None:
+        self._zones = rapl_zones(root)
+        if isinstance(self._zones, str):
+            raise MeasurementError(self._zones)
+        self.method = "rapl(" + ",".join(name for name, _, _ in self._zones) + ")"
+        self._last = [_read_uj(path) for _, path, _ in self._zones]
+        self._offset = [0] * len(self._zones)
+
+    def read_j(self) -> float:
+        total = 0
+        for i, (_, path, span) in enumerate(self._zones):
+            raw = _read_uj(path)
+            if raw < self._last[i]:  # wrapped around since the last read
+                self._offset[i] += span
+            self._last[i] = raw
+            total += raw + self._offset[i]
+        return total / 1e6
+
+
+def rapl_zones(root: Path) -> list[tuple[str, Path, int]] | str:
+    """(name, energy_uj file, wrap range) of each package and DRAM zone, or why there are none readable.
+
+    Top-level zones named `package-N` and their `dram` subzones; `psys` (the whole platform, which
+    contains the packages) and core/uncore subzones (inside the package figure) are left out.
+    """
+    zones = []
+    for zone in sorted(root.glob("intel-rapl:*")):
+        try:
+            name = (zone / "name").read_text().strip()
+        except OSError:
+            continue
+        top = zone.name.count(":") == 1
+        if (top and name.startswith("package")) or (not top and name == "dram"):
+            zones.append((name if top else f"{name}-{zone.name.split(':')[1]}", zone / "energy_uj", zone))
+    if not zones:
+        return f"no RAPL package zones under {root}"
+    out = []
+    for name, path, zone in zones:
+        try:
+            _read_uj(path)
+            span = int((zone / "max_energy_range_uj").read_text())
+        except PermissionError:
+            return f"RAPL counters under {root} are not readable by this user (they need root)"
+        except (OSError, ValueError) as err:
+            return f"RAPL counter {path} unreadable: {err}"
+        out.append((name, path, span))
+    return out
+
+
+def _read_uj(path: Path) -> int:
+    return int(path.read_text())
+
+
+class Meter(Protocol):
+    """What the measured loops need of a meter: windows with units, the device's sync, how it measures."""
+
+    method: str
+    counter: EnergyCounter | None  # for the background trace; None where there is no counter to sample
+
+    def sync(self) -> None: ...
+
+    def begin_window(self, name: str) -> None: ...
+
+    def end_window(self, name: str) -> Window: ...
+
+
 class WindowMeter:
     """Measures windows on one counter: `begin_window(name)` ... `end_window(name) -> Window`."""
 
@@ -120,17 +194,19 @@ class WindowMeter:
         self._sync()
         t1, e1 = self._clock(), self.counter.read_j()
         t0, e0 = self._open.pop(name)
-        energy = e1 - e0
-        if energy < 0:
-            raise MeasurementError(
-                f"{self.method} went backwards in window {name!r} ({e0:.3f} J -> {e1:.3f} J): counter reset"
-            )
-        if energy == 0:
-            raise MeasurementError(
-                f"{self.method} did not move in window {name!r} ({t1 - t0:.3f} s): a zero reading is "
-                "invalid, not 0 J; lengthen the window (measure.min_window_s)"
-            )
-        return Window(duration_s=t1 - t0, energy_j=energy, method=self.method)
+        return checked_window(name, self.method, t1 - t0, e1 - e0)
+
+
+def checked_window(name: str, method: str, duration_s: float, energy_j: float) -> Window:
+    """A window, or MeasurementError when its energy is negative (a reset) or zero (no reading)."""
+    if energy_j < 0:
+        raise MeasurementError(f"{method} went backwards in window {name!r} ({energy_j:.3f} J): counter reset")
+    if energy_j == 0:
+        raise MeasurementError(
+            f"{method} did not move in window {name!r} ({duration_s:.3f} s): a zero reading is "
+            "invalid, not 0 J; lengthen the window (measure.min_window_s)"
+        )
+    return Window(duration_s=duration_s, energy_j=energy_j, method=method)
 
 
 def dynamic_energy_j(window: Window, idle_power_w: float) -> float:
@@ -159,16 +235,23 @@ def tick_period_s(
     return gaps[len(gaps) // 2]
 
 
-def settle(read_power_w: Callable[[], float], max_s: float, step_s: float = 0.5, rel_tol: float = 0.01) -> float:
+def settle(
+    read_power_w: Callable[[], float],
+    max_s: float,
+    step_s: float = 0.5,
+    rel_tol: float = 0.01,
+    clock: Callable[[], float] = time.perf_counter,
+    sleep: Callable[[float], None] = time.sleep,
+) -> float:
     """Wait until power stops falling (two steps without a drop of more than rel_tol), at most max_s.
 
     Returns the seconds waited. Idle power right after work is high and decays (80-120 W seen on an
     H200), so measuring it too early overstates idle and understates dynamic energy.
     """
-    t0, previous, steady = time.perf_counter(), read_power_w(), 0
-    while steady < 2 and time.perf_counter() - t0 + step_s <= max_s:
-        time.sleep(step_s)
+    t0, previous, steady = clock(), read_power_w(), 0
+    while steady < 2 and clock() - t0 + step_s <= max_s:
+        sleep(step_s)
         now = read_power_w()
         steady = steady + 1 if now >= previous * (1 - rel_tol) else 0
         previous = min(previous, now)
-    return time.perf_counter() - t0
+    return clock() - t0

@@ -11,15 +11,38 @@ from ela.meters import dynamic_energy_j
 SHORT_WINDOW_S = 1.0  # NVML's counter ticks every ~100 ms: under 1 s a window sees < 10 ticks
 
 
-def latency_metrics(batch_ms: list[float], num_samples: int) -> dict[str, float]:
-    """Per-batch percentiles and per-sample latency from the synchronised pass."""
-    ms = np.asarray(batch_ms)
+STALL_FACTOR = 3.0  # a batch this many times slower than its own best time stalled (a hiccup, not work)
+STALL_WARN_SHARE = 0.01
+
+
+def latency_metrics(
+    batch_ms: list[list[float]], num_samples: int, duration_s: float
+) -> tuple[dict[str, float], list[str]]:
+    """Batch-latency percentiles over every synchronised pass, and how many batches stalled.
+
+    batch_ms is [pass][batch]. A batch stalled when it took > STALL_FACTOR x the fastest time of the same
+    batch across passes (with one pass: x the median batch), so a batch that is slow because it is long
+    is not a stall. The percentiles keep stalls in: they are latency a request would have waited.
+    """
+    ms = np.asarray(batch_ms, dtype=float)  # passes x batches
+    reference = ms.min(axis=0, keepdims=True) if len(ms) > 1 else np.full_like(ms, np.median(ms))
+    stalled = int((ms > STALL_FACTOR * reference).sum())
     out = {
-        "latency_ms_per_sample": float(ms.sum() / num_samples),
         "batch_latency_ms_mean": float(ms.mean()),
+        "latency_passes": float(len(ms)),
+        "latency_window_s": duration_s,
+        "synced_ms_per_sample": float(ms.sum() / (num_samples * len(ms))),
+        "stalled_batches": float(stalled),
+        "stalled_batch_share": stalled / ms.size,
     }
     out.update({f"batch_latency_ms_p{q}": float(np.percentile(ms, q)) for q in (50, 90, 99)})
-    return out
+    warnings = []
+    if out["stalled_batch_share"] > STALL_WARN_SHARE:
+        warnings.append(
+            f"{stalled} of {ms.size} timed batches ({out['stalled_batch_share']:.1%}) stalled (> {STALL_FACTOR:g}x "
+            "their best time): the host or device was busy with something else"
+        )
+    return out, warnings
 
 
 def _mean_sd_cv(values: list[float], name: str) -> dict[str, float]:
@@ -43,6 +66,8 @@ def window_metrics(
     out.update(_mean_sd_cv([w.duration_s for w in windows], "energy_window_s"))
     out["energy_window_passes"] = float(np.mean([w.passes for w in windows]))
     out.update(_mean_sd_cv([w.samples / w.duration_s for w in windows], "throughput_samples_per_s"))
+    # The cost of a sample: window time per sample, the figure that pairs with energy per sample.
+    out.update(_mean_sd_cv([1000.0 * w.duration_s / w.samples for w in windows], "cost_ms_per_sample"))
     warnings = [
         f"window {i} lasted {w.duration_s:.2f} s (< {SHORT_WINDOW_S:.0f} s): energy is quantisation noise"
         for i, w in enumerate(windows)
@@ -58,7 +83,7 @@ def window_metrics(
         ]
     measured = [w for w in windows if w.window is not None]
     if measured and idle_power_w is not None:
-        out["gpu_energy_j"] = float(np.mean([w.window.energy_j for w in measured]))
+        out["window_energy_j"] = float(np.mean([w.window.energy_j for w in measured]))
         out["avg_power_w"] = float(np.mean([w.window.avg_power_w for w in measured]))
         out["idle_power_w"] = idle_power_w
         out.update(_mean_sd_cv([w.window.energy_j / w.samples for w in measured], "energy_j_per_sample"))

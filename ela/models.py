@@ -23,7 +23,42 @@ class LoadedModel:
 
 
 def _looks_like_path(path: str) -> bool:
+    """A filesystem path (absolute, ./, ../, ~, or any relative path that exists), not a Hub ID."""
     return path.startswith(("/", "./", "../", "~")) or Path(path).expanduser().exists()
+
+
+def resolve(cfg: ModelConfig) -> tuple[bool, str, str]:
+    """(local?, source for tags, name for from_pretrained); a missing folder or unusable Hub is an ElaError."""
+    if _looks_like_path(cfg.path):
+        path = Path(cfg.path).expanduser()
+        if not path.exists():
+            raise ElaError(
+                f"model.path={cfg.path!r} does not exist; pass a checkpoint folder saved with save_pretrained"
+            )
+        if not (path / "config.json").is_file():
+            raise ElaError(
+                f"model.path={cfg.path!r} is not a checkpoint directory (no config.json there); "
+                "pass a folder saved with save_pretrained"
+            )
+        return True, str(path.resolve()), str(path)
+    require_hub(
+        "model.path",
+        cfg.path,
+        f"model=local model.path=/path/to/checkpoint (or ELA_MODEL_PATH); no local folder {cfg.path!r} exists here",
+    )
+    return False, f"hub:{cfg.path}", cfg.path
+
+
+def model_labels(cfg: ModelConfig) -> dict[int, str]:
+    """The checkpoint's id2label from its config alone (no weights), so labels are checked before loading."""
+    from transformers import AutoConfig
+
+    _, source, name = resolve(cfg)
+    try:
+        config = AutoConfig.from_pretrained(name, revision=cfg.revision)
+    except (OSError, ValueError) as err:
+        raise ElaError(f"could not read the model config of {source}: {err}") from err
+    return {int(k): str(v) for k, v in config.id2label.items()}
 
 
 def load_model(cfg: ModelConfig) -> LoadedModel:
@@ -33,18 +68,7 @@ def load_model(cfg: ModelConfig) -> LoadedModel:
 
     hf_logging.set_verbosity_error()  # we report newly initialised weights ourselves
     hf_logging.disable_progress_bar()
-    local = _looks_like_path(cfg.path)
-    if local:
-        path = Path(cfg.path).expanduser()
-        if not (path / "config.json").is_file():
-            raise ElaError(
-                f"model.path={cfg.path!r} is not a checkpoint directory (no config.json there); "
-                "pass a folder saved with save_pretrained"
-            )
-        source, name = str(path.resolve()), str(path)
-    else:
-        source, name = f"hub:{cfg.path}", cfg.path
-        require_hub("model.path", cfg.path, "model=local model.path=/path/to/checkpoint (or ELA_MODEL_PATH)")
+    local, source, name = resolve(cfg)
     if cfg.attn_implementation in attention.NAMES:
         attention.register(cfg.attn_implementation)
     try:
@@ -93,29 +117,6 @@ def stock_kernels(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
         yield model
     finally:
         model.set_attn_implementation(attn)
-
-
-def label_map(model: torch.nn.Module, label_names: list[str] | None) -> list[int]:
-    """For each dataset label id, the model's output index (matched by name where both have names)."""
-    id2label = {int(k): str(v) for k, v in model.config.id2label.items()}
-    if not label_names:
-        return list(range(len(id2label)))
-    by_name = {v.lower(): k for k, v in id2label.items()}
-    generic = all(v == f"LABEL_{k}" for k, v in id2label.items())
-    if generic:
-        # The checkpoint carries no label names (LABEL_0, LABEL_1, ...): take dataset ids as-is.
-        if len(id2label) != len(label_names):
-            raise ElaError(
-                f"the model has {len(id2label)} labels but the dataset has {len(label_names)}: {label_names}"
-            )
-        return list(range(len(label_names)))
-    missing = [n for n in label_names if n.lower() not in by_name]
-    if missing:
-        raise ElaError(
-            f"dataset labels {missing} are not among the model's labels {sorted(id2label.values())}; "
-            "set dataset.label_names to the model's names, or null to use ids as they are"
-        )
-    return [by_name[n.lower()] for n in label_names]
 
 
 def apply_precision(model: torch.nn.Module, weights_dtype: torch.dtype, device: torch.device) -> torch.nn.Module:

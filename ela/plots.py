@@ -8,7 +8,6 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 
@@ -49,7 +48,8 @@ def _png(fig) -> bytes:
 def _errorbar_scatter(ax, df: pd.DataFrame, x: str, y: str, highlight: pd.Series | None = None) -> None:
     """Points with 95% CI error bars (where there are CIs), labelled by config; front points filled."""
     xerr, yerr = df.get(f"{x}_ci"), df.get(f"{y}_ci")
-    ax.errorbar(df[x], df[y], xerr=xerr, yerr=yerr, fmt="none", ecolor="grey", elinewidth=0.8, capsize=2)
+    if (xerr is not None and xerr.notna().any()) or (yerr is not None and yerr.notna().any()):
+        ax.errorbar(df[x], df[y], xerr=xerr, yerr=yerr, fmt="none", ecolor="grey", elinewidth=0.8, capsize=2)
     on_front = highlight if highlight is not None else pd.Series(False, index=df.index)
     ax.scatter(df.loc[~on_front, x], df.loc[~on_front, y], s=36, facecolors="white", edgecolors="black", zorder=3)
     ax.scatter(df.loc[on_front, x], df.loc[on_front, y], s=48, color="tab:red", zorder=4, label="Pareto front")
@@ -74,39 +74,29 @@ def pareto_png(configs: pd.DataFrame, x: str, y: str, status: str, xlabel: str, 
 
 
 def bars_png(configs: pd.DataFrame, y: str, ylabel: str, title: str, threshold: float | None = None) -> bytes:
-    """A metric per precision, one bar per batch size, with 95% CI error bars across seeds."""
-    import seaborn as sns
-
-    sns.set_theme(style="whitegrid", context="paper")
-    df = configs.dropna(subset=[y])
-    order = list(dict.fromkeys(df["params.precision.name"]))
-    batches = sorted(df["params.batch"].unique())
-    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
-    sns.barplot(
-        data=df,
-        x="params.precision.name",
-        y=y,
-        hue="params.batch",
-        order=order,
-        hue_order=batches,
-        ax=ax,
-        errorbar=None,
-    )
-    # seaborn's own error bars would re-bootstrap; draw the t-based CIs that ela reports instead.
-    cis = df.set_index(["params.precision.name", "params.batch"]).get(f"{y}_ci")
-    for container, batch in zip(ax.containers, batches, strict=False):
-        for bar, precision in zip(container, order, strict=False):
-            ci = cis.get((precision, batch), np.nan) if cis is not None else np.nan
-            if pd.notna(ci):
-                ax.errorbar(bar.get_x() + bar.get_width() / 2, bar.get_height(), yerr=ci, color="black", capsize=2)
+    """A metric per configuration, coloured by precision, with its 95% CI where it has one."""
+    df = configs.dropna(subset=[y]).sort_values("config")
+    precisions = list(dict.fromkeys(df["params.precision.name"]))
+    colors = dict(zip(precisions, plt.cm.tab10.colors, strict=False))
+    fig, ax = plt.subplots(figsize=(max(6.4, 0.55 * len(df) + 2), 4.2), dpi=120)
+    ci = df.get(f"{y}_ci")
+    ax.bar(df["config"], df[y], color=[colors[p] for p in df["params.precision.name"]], edgecolor="black", lw=0.5)
+    if ci is not None and ci.notna().any():  # only where there is a CI: no stray zero-width ticks
+        has = ci.notna() & (ci > 0)
+        ax.errorbar(df.loc[has, "config"], df.loc[has, y], yerr=ci[has], fmt="none", ecolor="black", capsize=3)
     if threshold is not None:
         ax.axhline(threshold, color="tab:red", ls="--", lw=1, label=f"quality threshold {threshold:.4f}")
-    ax.legend(title="batch", fontsize=8, loc="best")
-    ax.set(xlabel="precision", ylabel=ylabel, title=title)
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    if y == "accuracy":  # differences of a few tenths of a percent must be visible
+        lo = min(df[y].min(), threshold or 1.0)
+        ax.set_ylim(max(0.0, lo - 0.02), min(1.0, df[y].max() + 0.01))
+    ax.set(xlabel="configuration", ylabel=ylabel, title=title)
+    ax.tick_params(axis="x", rotation=45, labelsize=8)
+    plt.setp(ax.get_xticklabels(), ha="right")
     return _png(fig)
 
 
-def accuracy_energy_png(configs: pd.DataFrame, threshold: float | None) -> bytes:
+def accuracy_energy_png(configs: pd.DataFrame, threshold: float | None, xlabel: str) -> bytes:
     """Accuracy against energy per sample, with the quality threshold."""
     fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
     df = configs.dropna(subset=["energy_j_per_sample", "accuracy"])
@@ -114,43 +104,30 @@ def accuracy_energy_png(configs: pd.DataFrame, threshold: float | None) -> bytes
     _errorbar_scatter(ax, df, "energy_j_per_sample", "accuracy", df[status] == "front" if status in df else None)
     if threshold is not None:
         ax.axhline(threshold, color="tab:red", ls="--", lw=1, label=f"quality threshold {threshold:.4f}")
-    ax.set(xlabel="GPU energy per sample [J]", ylabel="accuracy", title="Accuracy vs energy")
+    ax.set(xlabel=xlabel, ylabel="accuracy", title="Accuracy vs energy")
     ax.legend(fontsize=8)
     return _png(fig)
 
 
-def latency_throughput_png(configs: pd.DataFrame) -> bytes:
-    """Synchronised per-sample latency against window throughput."""
-    import seaborn as sns
-
-    sns.set_theme(style="whitegrid", context="paper")
-    df = configs.copy()
-    df["batch"] = df["params.batch"].astype(str)
+def cost_latency_png(configs: pd.DataFrame) -> bytes:
+    """The two time figures side by side: cost per sample (windows) against p90 batch latency (synced passes)."""
     fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
-    sns.scatterplot(
-        data=df,
-        x="latency_ms_per_sample",
-        y="throughput_samples_per_s",
-        hue="params.precision.name",
-        style="batch",
-        s=70,
-        ax=ax,
-    )
+    df = configs.dropna(subset=["cost_ms_per_sample", "batch_latency_ms_p90"])
+    _errorbar_scatter(ax, df, "cost_ms_per_sample", "batch_latency_ms_p90")
     ax.set(
-        xlabel="latency per sample, synchronised pass [ms]",
-        ylabel="throughput, energy windows [samples/s]",
-        title="Latency vs throughput",
+        xlabel="cost per sample, energy windows [ms]",
+        ylabel="p90 batch latency, synchronised passes [ms]",
+        title="What a sample costs vs what a request waits",
     )
     return _png(fig)
 
 
 def difficulty_png(difficulty: pd.DataFrame, binning: str, xlabel: str) -> bytes:
-    """Accuracy per difficulty quintile, one line per precision x batch."""
+    """Accuracy per difficulty quintile, one line per configuration."""
     import seaborn as sns
 
     sns.set_theme(style="whitegrid", context="paper")
     df = difficulty[difficulty["binning"] == binning].copy()
-    df["config"] = df["precision"] + "-b" + df["batch"].astype(str)
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
     sns.lineplot(data=df, x="bin", y="accuracy", hue="config", marker="o", ax=ax)
     ax.set(xlabel=xlabel, ylabel="accuracy", title=f"Accuracy by {xlabel}")

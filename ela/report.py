@@ -6,11 +6,13 @@ from typing import Any
 
 import pandas as pd
 
-# Columns of the end-of-sweep table: (MLflow metric, header, format).
+# Columns of the end-of-sweep table: (MLflow metric, header, format). Cost is the energy windows' time
+# per sample (pairs with J/sample); p50/p90 are the batch latency a request waits, over synced passes.
 TABLE = (
     ("accuracy", "acc", "{:.4f}"),
-    ("latency_ms_per_sample", "ms/sample", "{:.3f}"),
-    ("throughput_samples_per_s", "samples/s", "{:.1f}"),
+    ("cost_ms_per_sample", "cost ms/sample", "{:.3f}"),
+    ("batch_latency_ms_p50", "p50 ms/batch", "{:.2f}"),
+    ("batch_latency_ms_p90", "p90 ms/batch", "{:.2f}"),
     ("energy_j_per_sample", "J/sample", "{:.4f}"),
     ("dynamic_energy_j_per_sample", "dyn J/sample", "{:.4f}"),
     ("avg_power_w", "W", "{:.0f}"),
@@ -20,21 +22,23 @@ TABLE = (
 
 
 def summary_line(name: str, status: str, metrics: dict[str, float], tags: dict[str, str], run_id: str) -> str:
-    """`[ela] fp16-b8-s0 FINISHED acc 0.8991 | 3.210 ms/sample | 0.0123 J/sample (nvml-counter) | run 1a2b3c4d`."""
+    """`[ela] fp16-b8-s0 FINISHED acc 0.8991 | cost 0.93 ms/sample | batch p50 7.6 / p90 9.1 ms | ... | run 1a2b`."""
     if status != "FINISHED":
         return f"[ela] {name} {status}: {tags.get('ela.error', '')} | run {run_id[:8]}"
     parts = [
         f"acc {metrics['accuracy']:.4f}",
-        f"{metrics['latency_ms_per_sample']:.3f} ms/sample",
-        f"{metrics['throughput_samples_per_s']:.1f} samples/s",
+        f"cost {metrics['cost_ms_per_sample']:.3f} ms/sample",
+        f"batch p50 {metrics['batch_latency_ms_p50']:.2f} / p90 {metrics['batch_latency_ms_p90']:.2f} ms",
     ]
     if "energy_j_per_sample" in metrics:
         parts.append(
-            f"{metrics['energy_j_per_sample']:.4f} J/sample ({tags.get('ela.method.energy_gpu')}, "
+            f"{metrics['energy_j_per_sample']:.4f} J/sample ({tags.get('ela.method.energy')}, "
             f"dynamic {metrics['dynamic_energy_j_per_sample']:.4f})"
         )
     else:
-        parts.append("no GPU energy meter")
+        parts.append(f"no energy: {tags.get('ela.method.energy', 'no meter')}")
+    verdict = tags.get("ela.verdict", "ok")
+    parts.append(f"verdict {verdict}" + (f" ({tags.get('ela.verdict_reasons')})" if verdict != "ok" else ""))
     if "emissions_g" in metrics:
         parts.append(f"{metrics['emissions_g']:.4f} gCO2e job")
     return f"[ela] {name} FINISHED " + " | ".join(parts) + f" | run {run_id[:8]}"
@@ -47,6 +51,7 @@ def runs_table(runs: list[Any], columns: tuple = TABLE) -> pd.DataFrame:
         row: dict[str, Any] = {"run": run.info.run_name, "status": run.info.status}
         for key, header, _ in columns:
             row[header] = run.data.metrics.get(key)
+        row["verdict"] = run.data.tags.get("ela.verdict", "")
         row["error"] = run.data.tags.get("ela.error", "")
         rows.append(row)
     return pd.DataFrame(rows)

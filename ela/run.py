@@ -1,4 +1,4 @@
-"""`python -m ela.run`: the Hydra entry point. Each job becomes one MLflow run, FINISHED or FAILED.
+"""`python -m ela.run`: the Hydra entry point. Each job becomes one MLflow run, FINISHED, FAILED or KILLED.
 
 python -m ela.run -m precision=fp32,tf32,fp16,bf16 batch=1,8
 """
@@ -6,7 +6,6 @@ python -m ela.run -m precision=fp32,tf32,fp16,bf16 batch=1,8
 from __future__ import annotations
 
 import os
-import signal
 import sys
 import time
 import traceback
@@ -22,19 +21,28 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from ela import ElaError
-from ela.config import config_hash, flatten, run_name, to_container, validate
+from ela import ElaError, interrupt
+from ela.config import AXES_ENV, config_hash, flatten, run_name, swept_labels, to_container, validate
 from ela.environment import environment_tags
 from ela.gpu_pool import visible_gpu_count
 from ela.report import summary_line
-from ela.tracking import PARENT_ENV, Tracker, tracking_uri
+from ela.tracking import PARENT_ENV, Tracker, one_line, tracking_uri
 
 
 def run_job(cfg: DictConfig) -> dict[str, Any]:
     """Run one job inside its own MLflow run; any exception ends that run FAILED, never the sweep."""
+    interrupt.install()  # in this process, whichever launcher started it (submitit installs its own first)
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
     data = to_container(cfg)
+    precision = data.get("precision", {}).get("name", "?")
+    extra = swept_labels(list(hc.overrides.task), os.environ.get(AXES_ENV)) if multirun else ()
+    engine = data.get("engine", {}).get("name", "eager")
+    name = run_name(precision, data.get("batch"), data.get("seed"), engine, extra)
+    sweep_dir = str(hc.sweep.dir) if multirun else None
+    if interrupt.received() or interrupt.sweep_stopped(sweep_dir):  # the sweep was stopped: start nothing
+        print(f"[ela] {name} not started: the sweep was interrupted", file=sys.stderr, flush=True)
+        return {"status": "NOT_STARTED"}
     uri = tracking_uri(data.get("tracking", {}).get("uri"), hc.runtime.cwd)
     try:  # an unusable store is the one error a job can't log: say so plainly, before any work
         tracker = Tracker(uri, data.get("tracking", {}).get("experiment") or "ela")
@@ -42,33 +50,36 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
         print(f"[ela] {err}", file=sys.stderr, flush=True)
         sys.exit(2)
     parent = os.environ.get(PARENT_ENV) if multirun else None
-    precision = data.get("precision", {}).get("name", "?")
-    name = run_name(precision, data.get("batch"), data.get("seed"), data.get("engine", {}).get("name", "eager"))
     run_hash = config_hash(data, with_seed=True)
     if data.get("resume") and (done := tracker.finished_run(run_hash)):
         print(f"[ela] {name} SKIPPED: already FINISHED as run {done[:8]} (resume=true)", flush=True)
         return {"run_id": done, "status": "SKIPPED"}
-    run_id = tracker.start_run(
-        name,
-        parent_id=parent,
-        tags={
-            "ela.config_hash": config_hash(data),
-            "ela.run_hash": run_hash,
-            "ela.sweep_id": parent or "",
-            "ela.job_dir": hc.runtime.output_dir,
-            "ela.overrides": " ".join(hc.overrides.task),
-            **environment_tags(),
-        },
-    )
-    tracker.log_params(run_id, flatten(data))
-    tracker.log_files(run_id, {"config.yaml": OmegaConf.to_yaml(OmegaConf.create(data))})
+    tags = {
+        "ela.config_hash": config_hash(data),
+        "ela.run_hash": run_hash,
+        "ela.sweep_id": parent or "",
+        "ela.job_dir": hc.runtime.output_dir,
+        "ela.overrides": " ".join(hc.overrides.task),
+        **({"ela.sweep_position": str(hc.job.num)} if multirun else {}),
+        **environment_tags(),
+    }
+    try:
+        run_id = tracker.start_run(name, parent_id=parent, tags=tags)
+    except Exception as err:  # noqa: BLE001 - e.g. a full disk: one line, and no run to close
+        print(f"[ela] {name}: could not create its MLflow run: {one_line(err)}", file=sys.stderr, flush=True)
+        if not multirun:
+            sys.exit(2)
+        return {"status": "FAILED", "error": one_line(err)}
     progress = tqdm(total=1, desc=name, leave=False, bar_format="{desc}: {postfix}", disable=None)
     t0 = time.perf_counter()
     try:
+        tracker.log_params(run_id, flatten(data))
+        tracker.log_files(run_id, {"config.yaml": OmegaConf.to_yaml(OmegaConf.create(data))})
         from ela.job import measure_job
 
         job = validate(data)
         outcome = measure_job(job, Path(hc.runtime.output_dir), progress)
+        keep_locally(Path(hc.runtime.output_dir), outcome.metrics, outcome.tags)
         tracker.log_metrics(run_id, {**outcome.metrics, "job_wall_s": time.perf_counter() - t0})
         tracker.set_tags(run_id, outcome.tags)
         tracker.log_files(run_id, outcome.files)
@@ -76,26 +87,55 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
         progress.close()
         print(summary_line(name, "FINISHED", outcome.metrics, outcome.tags, run_id), flush=True)
         return {"run_id": run_id, "status": "FINISHED"}
-    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (see main): nothing may be left RUNNING
-        tracker.set_tags(run_id, {"ela.error_type": "KeyboardInterrupt", "ela.error": "interrupted"})
-        tracker.end_run(run_id, "KILLED")
-        if parent:
-            tracker.set_tags(parent, {"ela.error": f"interrupted during {name}"})
-            tracker.end_run(parent, "KILLED")
-        print(f"[ela] {name} KILLED (interrupted); sweep run closed", file=sys.stderr, flush=True)
-        raise
+    except KeyboardInterrupt as err:  # Ctrl-C or SIGTERM, raised at a safe point (ela.interrupt)
+        progress.close()
+        reason = str(err) or "interrupted"
+        close_run(tracker, run_id, name, "KILLED", {"ela.error_type": "KeyboardInterrupt", "ela.error": reason})
+        where = "single run" if not multirun else "job"
+        print(f"[ela] {where} {name} KILLED ({reason})", file=sys.stderr, flush=True)
+        if not multirun:
+            sys.exit(interrupt.exit_code(interrupt.received()))
+        if not interrupt.is_sweep_process():
+            interrupt.clear()  # a launcher worker: this job is closed, the worker may take the next
+        return {"run_id": run_id, "status": "KILLED"}
     except Exception as err:  # noqa: BLE001 - a job's crash is a logged failure, not the sweep's
         progress.close()
-        message = str(err) if isinstance(err, ElaError) else f"{type(err).__name__}: {err}"
-        tracker.set_tags(run_id, {"ela.error_type": type(err).__name__, "ela.error": message})
-        tracker.log_files(run_id, {"error.txt": traceback.format_exc()})
-        tracker.end_run(run_id, "FAILED")
+        message = str(err) if isinstance(err, ElaError) else f"{type(err).__name__}: {one_line(err)}"
+        tags = {"ela.error_type": type(err).__name__, "ela.error": message}
+        close_run(tracker, run_id, name, "FAILED", tags, {"error.txt": traceback.format_exc()})
         print(summary_line(name, "FAILED", {}, {"ela.error": message}, run_id), file=sys.stderr, flush=True)
         if not multirun:
             sys.exit(1)
         return {"run_id": run_id, "status": "FAILED", "error": message}
     finally:
         release_device()
+
+
+def close_run(
+    tracker: Tracker, run_id: str, name: str, status: str, tags: dict[str, str], files: dict | None = None
+) -> None:
+    """End a run with its reason; if the store itself is failing (a full disk), say so in one line."""
+    try:
+        tracker.set_tags(run_id, tags)
+        if files:
+            tracker.log_files(run_id, files)
+    except Exception as err:  # noqa: BLE001 - still try to end the run below
+        print(f"[ela] {name}: could not record why it ended: {one_line(err)}", file=sys.stderr, flush=True)
+    try:
+        tracker.end_run(run_id, status)
+    except Exception as err:  # noqa: BLE001
+        print(f"[ela] {name}: could not mark its run {status}: {one_line(err)}", file=sys.stderr, flush=True)
+
+
+def keep_locally(job_dir: Path, metrics: dict[str, float], tags: dict[str, str]) -> None:
+    """A copy of what the job measured in its own folder, so a store that fails now loses nothing."""
+    import json
+
+    try:
+        job_dir.mkdir(parents=True, exist_ok=True)
+        (job_dir / "ela_result.json").write_text(json.dumps({"metrics": metrics, "tags": tags}, indent=1))
+    except OSError as err:
+        print(f"[ela] could not write {job_dir / 'ela_result.json'}: {err}", file=sys.stderr, flush=True)
 
 
 def release_device() -> None:
@@ -115,10 +155,6 @@ def release_device() -> None:
 OmegaConf.register_new_resolver("ela_gpu_count", visible_gpu_count, replace=True)
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> dict[str, Any]:
     """Hydra task function: one job."""
@@ -126,5 +162,5 @@ def main(cfg: DictConfig) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    signal.signal(signal.SIGTERM, _interrupt)  # a scheduler's SIGTERM closes runs like Ctrl-C does
+    interrupt.install()  # before Hydra starts: a signal during start-up is recorded, not fatal mid-write
     main()

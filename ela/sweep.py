@@ -1,4 +1,8 @@
-"""Hydra callback: one MLflow parent run per multirun, created before any job; closed with counts."""
+"""Hydra callback: one MLflow parent run per multirun, created before any job; closed with counts.
+
+Any failure to create or close the parent run stops the sweep (or sets its exit code) with one line:
+a sweep never runs its jobs without a parent, nor exits 0 with its parent left RUNNING.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +10,26 @@ import json
 import os
 import socket
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from ela import ElaError
+from ela import ElaError, interrupt
 from ela.environment import environment_tags
 from ela.report import format_table, runs_table
-from ela.tracking import PARENT_ENV, Tracker, tracking_uri
+from ela.tracking import PARENT_ENV, Tracker, one_line, tracking_uri
+
+_active: SweepCallback | None = None
+CLOSE_WAIT_S = 20.0  # after a stop request: how long workers get to close their own runs KILLED
+
+
+def active() -> SweepCallback | None:
+    """The callback of the sweep running in this process (the sweeper reports to it), if any."""
+    return _active
 
 
 def sweep_key(overrides: list[str]) -> str:
@@ -33,6 +47,13 @@ def latest_per_job(runs: list) -> list:
     return list(best.values())
 
 
+def _fail(what: str, err: BaseException) -> None:
+    """One line and exit 2: a store fault at sweep level is never a Hydra warning."""
+    message = str(err) if isinstance(err, ElaError) else f"{type(err).__name__}: {one_line(err)}"
+    print(f"[ela] sweep stopped: could not {what}: {message}", file=sys.stderr, flush=True)
+    sys.exit(2)
+
+
 class SweepCallback(Callback):
     """Creates the store and the parent run up front (no concurrent first creation), reports at the end."""
 
@@ -40,16 +61,27 @@ class SweepCallback(Callback):
         self.tracker: Tracker | None = None
         self.parent_id: str | None = None
         self.sweep_dir: Path | None = None
+        self.unlogged: list[str] = []  # jobs that failed before they had a run (the sweeper reports them)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        """Open the store and create (or, with resume=true, reopen) the sweep's parent run."""
+        global _active
+        try:
+            self._start(config)
+        except SystemExit:
+            raise
+        except BaseException as err:  # noqa: BLE001 - Hydra would only warn and launch every job parentless
+            _fail("open the MLflow store or create the sweep's run", err)
+        _active = self
+
+    def _start(self, config: DictConfig) -> None:
         hydra_cfg = config.hydra
         self.sweep_dir = Path(str(hydra_cfg.sweep.dir))
+        self.sweep_dir.mkdir(parents=True, exist_ok=True)
+        (self.sweep_dir / interrupt.STOP_FILE).unlink(missing_ok=True)  # a resumed sweep starts afresh
+        interrupt.install(self.sweep_dir)  # this process runs the sweep: a signal stops the whole sweep
         uri = tracking_uri(config.tracking.uri, hydra_cfg.runtime.cwd)
-        try:  # an unusable store fails the sweep here, before any job runs
-            self.tracker = Tracker(uri, config.tracking.experiment)
-        except ElaError as err:
-            print(f"[ela] {err}", file=sys.stderr)
-            sys.exit(2)
+        self.tracker = Tracker(uri, config.tracking.experiment)
         overrides = " ".join(hydra_cfg.overrides.task)
         key = sweep_key(list(hydra_cfg.overrides.task))
         self.parent_id = self._resumable(key) if config.get("resume") else None
@@ -67,7 +99,6 @@ class SweepCallback(Callback):
                 },
             )
         os.environ[PARENT_ENV] = self.parent_id  # inherited by launcher worker processes
-        self.sweep_dir.mkdir(parents=True, exist_ok=True)
         (self.sweep_dir / "ela_sweep.json").write_text(
             json.dumps({"parent_run_id": self.parent_id, "tracking_uri": uri, "overrides": overrides}, indent=2)
         )
@@ -93,28 +124,88 @@ class SweepCallback(Callback):
         return run_id
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        """Table of the jobs, counts on the parent run, parent FAILED (and exit 1) if any job did not finish."""
+        global _active
+        _active = None
         if self.tracker is None or self.parent_id is None:
             return
+        try:
+            failed = self._end(config)
+        except SystemExit:
+            raise
+        except BaseException as err:  # noqa: BLE001 - e.g. a disk I/O error: never exit 0 with the parent open
+            _fail("close the sweep's run", err)
+        os.environ.pop(PARENT_ENV, None)
+        if failed:
+            sys.exit(1)
+
+    def _end(self, config: DictConfig) -> bool:
+        assert self.tracker is not None and self.parent_id is not None
         runs = latest_per_job(self.tracker.children(self.parent_id))
         if not runs and config.get("resume"):
             # Every job was skipped: all already FINISHED (in an earlier sweep of a larger grid).
             print(f"\n[ela] sweep {self.parent_id[:8]}: nothing to run, every job already FINISHED", flush=True)
             self.tracker.set_tags(self.parent_id, {"ela.resume": "nothing to run: every job already FINISHED"})
             self.tracker.end_run(self.parent_id, "FINISHED")
-            os.environ.pop(PARENT_ENV, None)
-            return
+            return False
+        finished, failed = self._report(runs)
+        # A sweep with failed jobs is FAILED in MLflow and exits non-zero; its finished runs stay FINISHED.
+        self.tracker.end_run(self.parent_id, "FINISHED" if failed == 0 and finished else "FAILED")
+        return bool(failed or not finished)
+
+    def _report(self, runs: list) -> tuple[int, int]:
+        """Print and log the table of the sweep's jobs; return (finished, not finished)."""
+        assert self.tracker is not None and self.parent_id is not None
         table = runs_table(runs)
-        finished = int((table["status"] == "FINISHED").sum()) if len(table) else 0
-        failed = len(table) - finished
+        counts = table["status"].value_counts() if len(table) else pd.Series(dtype=int)
+        finished, killed = int(counts.get("FINISHED", 0)), int(counts.get("KILLED", 0))
+        failed = len(table) - finished - killed + len(self.unlogged)
         text = format_table(table) if len(table) else "(no jobs)"
-        print(f"\n[ela] sweep {self.parent_id[:8]}: {finished} finished, {failed} failed\n{text}", flush=True)
-        self.tracker.log_metrics(self.parent_id, {"jobs_finished": finished, "jobs_failed": failed})
-        self.tracker.set_tags(self.parent_id, {"ela.jobs_finished": finished, "ela.jobs_failed": failed})
+        summary = f"{finished} finished, {failed} failed" + (f", {killed} killed" if killed else "")
+        print(f"\n[ela] sweep {self.parent_id[:8]}: {summary}\n{text}", flush=True)
+        for line in self.unlogged:
+            print(f"[ela] not in the table (it has no run): {line}", flush=True)
+        counted = {"jobs_finished": finished, "jobs_failed": failed, "jobs_killed": killed}
+        self.tracker.log_metrics(self.parent_id, counted)
+        self.tracker.set_tags(self.parent_id, {f"ela.{k}": v for k, v in counted.items()})
         self.tracker.log_files(self.parent_id, {"summary.csv": table.to_csv(index=False), "summary.txt": text + "\n"})
         if self.sweep_dir is not None:
             table.to_csv(self.sweep_dir / "summary.csv", index=False)
-        # A sweep with failed jobs is FAILED in MLflow and exits non-zero; its finished runs stay FINISHED.
-        self.tracker.end_run(self.parent_id, "FINISHED" if failed == 0 and finished else "FAILED")
+        return finished, failed + killed
+
+    def discard(self, reason: str) -> None:
+        """The grid is invalid and no job ran: delete the parent run so no empty sweep is left behind."""
+        global _active
+        _active = None
+        if self.tracker is not None and self.parent_id is not None:
+            try:
+                self.tracker.set_tags(self.parent_id, {"ela.error": reason})
+                self.tracker.client.delete_run(self.parent_id)
+            except Exception as err:  # noqa: BLE001
+                print(f"[ela] could not delete the sweep's run: {one_line(err)}", file=sys.stderr, flush=True)
         os.environ.pop(PARENT_ENV, None)
-        if failed or not finished:
-            sys.exit(1)
+
+    def interrupted(self, signum: int) -> None:
+        """A stop request: let workers close their runs, close what they could not, end the parent KILLED, exit."""
+        global _active
+        _active = None
+        name = interrupt.signal_name(signum)
+        try:
+            assert self.tracker is not None and self.parent_id is not None
+            deadline = time.monotonic() + CLOSE_WAIT_S
+            while time.monotonic() < deadline and any(
+                r.info.status == "RUNNING" for r in self.tracker.children(self.parent_id)
+            ):
+                time.sleep(0.5)
+            left = self.tracker.close_running_children(
+                self.parent_id, "KILLED", f"{name}: its process ended before it could close this run"
+            )
+            self._report(latest_per_job(self.tracker.children(self.parent_id)))
+            self.tracker.set_tags(self.parent_id, {"ela.error": f"sweep interrupted ({name})"})
+            self.tracker.end_run(self.parent_id, "KILLED")
+        except Exception as err:  # noqa: BLE001
+            _fail(f"close the sweep's runs after {name}", err)
+        extra = f"; closed {len(left)} run(s) its workers left open" if left else ""
+        print(f"[ela] sweep {self.parent_id[:8]} KILLED ({name}){extra}", file=sys.stderr, flush=True)
+        os.environ.pop(PARENT_ENV, None)
+        sys.exit(interrupt.exit_code(signum))

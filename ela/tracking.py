@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
+import sqlite3
 import tempfile
 import time
 from pathlib import Path
@@ -17,12 +19,17 @@ PARENT_ENV = "ELA_PARENT_RUN_ID"  # set by the sweep callback so every launcher'
 PARENT_TAG = "mlflow.parentRunId"
 MAX_PARAM_CHARS = 6000
 MAX_TAG_CHARS = 5000
+RACES = ("already exists", "Online migration", "database is locked")  # a store another process is creating
+RACE_RETRIES = 5
 
 
 def quiet() -> None:
     """Silence MLflow's and alembic's INFO chatter (database migrations, run URLs)."""
     for name in ("mlflow", "alembic", "codecarbon", "urllib3", "datasets"):
         logging.getLogger(name).setLevel(logging.WARNING if name != "codecarbon" else logging.ERROR)
+    # Store errors (a full disk) reach ela as exceptions, which it reports in one line; MLflow would also
+    # log each one with its whole traceback.
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
@@ -31,6 +38,51 @@ def tracking_uri(configured: str | None, launch_dir: str | os.PathLike) -> str:
     if configured:
         return configured
     return f"sqlite:///{Path(launch_dir).resolve() / 'mlflow.db'}"
+
+
+def one_line(err: BaseException, limit: int = 300) -> str:
+    """An exception as one short line (SQLAlchemy's carry the SQL and a link on further lines)."""
+    text = str(err).strip().splitlines()
+    return (text[0] if text else type(err).__name__)[:limit]
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a `sqlite:///` URI, else None."""
+    return Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
+
+
+def check_sqlite(path: Path) -> None:
+    """Fail in milliseconds on a store SQLite can't open or write (MLflow would retry for ~100 s)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.closing(sqlite3.connect(path, timeout=30)) as con:
+            con.execute("pragma schema_version").fetchone()
+        if not os.access(path, os.W_OK):
+            raise OSError(f"{path} is not writable")
+    except (OSError, sqlite3.Error) as err:
+        raise ElaError(
+            f"cannot use the MLflow store sqlite:///{path}: {err}. Pass tracking.uri=sqlite:////a/writable/folder/"
+            "mlflow.db (or set MLFLOW_TRACKING_URI)"
+        ) from err
+
+
+def create_sqlite_store(path: Path) -> None:
+    """Create the SQLite store whole before anyone uses it: built under a temporary name, then linked into
+    place only if no other process got there first (two processes migrating one new file collide with
+    "table ... already exists")."""
+    from mlflow.tracking import MlflowClient
+
+    if path.is_file() and path.stat().st_size > 0:
+        return
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        MlflowClient(tracking_uri=f"sqlite:///{tmp}").search_experiments(max_results=1)  # runs the migrations
+        with contextlib.suppress(FileExistsError):
+            if path.is_file() and path.stat().st_size == 0:
+                path.unlink()  # an empty file is what sqlite3.connect above leaves: nothing to keep
+            os.link(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 class Tracker:
@@ -43,18 +95,32 @@ class Tracker:
         self.uri = uri
         if uri.startswith(("http://", "https://")):
             _check_reachable(uri)  # seconds, instead of MLflow's minutes of HTTP retries
-        if not create and uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+        db = sqlite_path(uri)
+        if not create and db is not None and not db.is_file():
             raise ElaError(f"no MLflow store at {uri}: run a sweep first, or pass its tracking URI")
-        self.client = MlflowClient(tracking_uri=uri)
-        try:
-            exp = None if create else self.client.get_experiment_by_name(experiment)
-            if not create and exp is None:
-                raise ElaError(f"no experiment {experiment!r} in {uri}")
-            self.experiment_id = exp.experiment_id if exp else self._experiment(experiment)
-        except ElaError:
-            raise
-        except Exception as err:
-            raise ElaError(f"cannot use MLflow tracking URI {uri!r}: {type(err).__name__}: {err}") from err
+        for attempt in range(RACE_RETRIES + 1):
+            try:
+                if db is not None:
+                    existed = db.is_file() and db.stat().st_size > 0
+                    check_sqlite(db)
+                    if create and not existed:
+                        create_sqlite_store(db)
+                self.client = MlflowClient(tracking_uri=uri)
+                exp = None if create else self.client.get_experiment_by_name(experiment)
+                if not create and exp is None:
+                    raise ElaError(f"no experiment {experiment!r} in {uri}")
+                self.experiment_id = exp.experiment_id if exp else self._experiment(experiment)
+                return
+            except ElaError:
+                raise
+            except Exception as err:
+                # Another program (an mlflow ui started on the same new file) may be creating the tables.
+                if attempt < RACE_RETRIES and any(m in str(err) for m in RACES):
+                    time.sleep(1.0)
+                    continue
+                raise ElaError(
+                    f"cannot use MLflow tracking URI {uri!r}: {type(err).__name__}: {one_line(err)}"
+                ) from err
 
     def _experiment(self, name: str) -> str:
         exp = self.client.get_experiment_by_name(name)
@@ -138,6 +204,16 @@ class Tracker:
             self.end_run(run.info.run_id, "FAILED")
             stale.append(run.info.run_id)
         return stale
+
+    def close_running_children(self, parent_id: str, status: str, reason: str) -> list[str]:
+        """End every child of parent_id still RUNNING (its process was killed before it could) with status."""
+        closed = []
+        for run in self.children(parent_id):
+            if run.info.status == "RUNNING":
+                self.set_tags(run.info.run_id, {"ela.error": reason})
+                self.end_run(run.info.run_id, status)
+                closed.append(run.info.run_id)
+        return closed
 
     def children(self, parent_id: str):
         """All child runs of a parent, oldest first, as MLflow Run objects."""

@@ -26,7 +26,7 @@ LOCAL = [
     "measure.min_window_s=0.2",
 ]
 # The GPU energy path on a CPU machine: the fake meter (150 W, tagged fake-counter), no idle settling.
-FAKE_GPU = ["measure.gpu_meter=fake", "measure.fake_power_w=150", "measure.idle_max_settle_s=0"]
+FAKE_GPU = ["measure.energy_meter=fake", "measure.fake_power_w=150", "measure.idle_max_settle_s=0"]
 PARENT = "mlflow.parentRunId"
 
 
@@ -38,7 +38,9 @@ def _offline() -> None:
     assert MODEL.is_dir() and SST2.is_dir(), f"tests need {SHARED} beside the repo"
 
 
-def run_ela(tmp: Path, *overrides: str, multirun: bool = True, timeout: int = 600) -> subprocess.CompletedProcess:
+def run_ela(
+    tmp: Path, *overrides: str, multirun: bool = True, timeout: int = 600, extra_env: dict | None = None
+) -> subprocess.CompletedProcess:
     """Run `python -m ela.run` in a subprocess into a MLflow SQLite store under tmp."""
     cmd = [sys.executable, "-m", "ela.run"]
     if multirun:
@@ -47,6 +49,7 @@ def run_ela(tmp: Path, *overrides: str, multirun: bool = True, timeout: int = 60
     if not any(o.startswith("tracking.uri=") for o in overrides):
         cmd.append(f"tracking.uri=sqlite:///{tmp / 'mlflow.db'}")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    env.update(extra_env or {})
     env.pop("MLFLOW_TRACKING_URI", None)
     return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
 

@@ -15,7 +15,7 @@ def swept(tmp_path_factory):
         tmp,
         "precision=fp32,bf16",
         "batch=4,16",
-        "seed=0,1",
+        "seed=0,1,2",
         *LOCAL,
         "dataset.limit=40",
         *FAKE_GPU,
@@ -45,15 +45,16 @@ def test_analyze_writes_tables_plots_and_report_and_logs_them(swept):
     assert {
         "accuracy_by_precision.png",
         "energy_by_precision.png",
-        "pareto_latency_energy.png",
+        "pareto_cost_energy.png",
+        "pareto_p90_energy.png",
         "accuracy_vs_energy.png",
-        "latency_vs_throughput.png",
+        "cost_vs_p90_latency.png",
         "difficulty_by_length.png",
         "difficulty_by_fp32_confidence.png",
     } <= pngs
     assert "data:image/png;base64," in (out / "report.html").read_text()
-    assert "8 finished jobs, 0 failed, 4 configurations" in proc.stdout
-    assert "note: GPU energy method: fake-counter." in proc.stdout  # a test double is never hidden
+    assert "12 finished jobs, 0 failed, 4 configurations" in proc.stdout
+    assert "note: Energy method: fake-counter." in proc.stdout  # a test double is never hidden
     assert "recommended (knee):" in proc.stdout and "recommended (best):" in proc.stdout
     parent = next(r for r in all_runs(swept) if PARENT not in r.data.tags)
     logged = {a.path for a in client(swept).list_artifacts(parent.info.run_id, "analysis")}
@@ -65,14 +66,26 @@ def test_aggregation_matches_the_runs(swept):
 
     configs = pd.read_csv(swept / "multirun" / "analysis" / "configs.csv")
     runs = pd.read_csv(swept / "multirun" / "analysis" / "runs.csv")
-    assert len(configs) == 4 and set(configs["n_seeds"]) == {2}
+    assert len(configs) == 4 and set(configs["n_seeds"]) == {3}
     row = configs[configs["config"] == "bf16-b4"].iloc[0]
-    seeds = runs[(runs["params.precision.name"] == "bf16") & (runs["params.batch"] == 4)]["latency_ms_per_sample"]
-    assert row["latency_ms_per_sample"] == pytest.approx(seeds.mean())
-    assert row["latency_ms_per_sample_sd"] == pytest.approx(seeds.std(ddof=1))
-    assert row["latency_ms_per_sample_ci"] == pytest.approx(12.7062047 * seeds.std(ddof=1) / 2**0.5)  # t(.975, 1)
+    seeds = runs[(runs["params.precision.name"] == "bf16") & (runs["params.batch"] == 4)]["cost_ms_per_sample"]
+    assert row["cost_ms_per_sample"] == pytest.approx(seeds.mean())
+    assert row["cost_ms_per_sample_sd"] == pytest.approx(seeds.std(ddof=1))
+    assert row["cost_ms_per_sample_ci"] == pytest.approx(4.30265273 * seeds.std(ddof=1) / 3**0.5)  # t(.975, 2)
+    assert set(configs["ci_basis"]) == {"seeds (n=3)"} and configs["verdict"].isin(["ok", "noisy", "unreliable"]).all()
+    assert {"drift_cost_ms_per_sample", "drift_energy_j_per_sample"} <= set(configs.columns)
     assert configs.loc[configs["config"] == "fp32-b4", "speedup_vs_fp32"].item() == pytest.approx(1.0)
-    assert configs["front_latency_energy"].notna().all()
+    assert configs["front_cost_energy"].notna().all() and configs["front_p90_energy"].notna().all()
+
+
+def test_repetitions_are_interleaved_every_config_once_before_any_twice(swept):
+    kids = sorted(
+        (r for r in all_runs(swept) if PARENT in r.data.tags), key=lambda r: int(r.data.tags["ela.sweep_position"])
+    )
+    seeds = [int(r.data.params["seed"]) for r in kids]
+    assert seeds == [0] * 4 + [1] * 4 + [2] * 4  # seed outermost, not 0,1,2 per configuration in a row
+    configs = [(r.data.params["precision.name"], r.data.params["batch"]) for r in kids]
+    assert len(set(configs[:4])) == 4 and configs[:4] == configs[4:8] == configs[8:]
 
 
 def test_difficulty_table_has_quintiles_per_config(swept):
@@ -81,7 +94,7 @@ def test_difficulty_table_has_quintiles_per_config(swept):
     d = pd.read_csv(swept / "multirun" / "analysis" / "difficulty.csv")
     assert set(d["binning"]) == {"length_quintile", "fp32_confidence_quintile"}
     per = d[d["binning"] == "length_quintile"].groupby(["precision", "batch"])["n"].sum()
-    assert (per == 80).all()  # 40 sentences x 2 seeds in each configuration
+    assert (per == 120).all()  # 40 sentences x 3 seeds in each configuration
 
 
 def test_clear_errors_for_unknown_sweep_empty_experiment_and_bad_args(swept, tmp_path):
@@ -106,4 +119,80 @@ def test_notebook_runs_against_the_sweep(swept):
     finally:
         del os.environ["MLFLOW_TRACKING_URI"]
     text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
-    assert "knee:" in text and "8 finished" in text
+    assert "knee:" in text and "12 finished" in text
+
+
+@pytest.fixture(scope="module")
+def cpu_axis_sweep(tmp_path_factory):
+    """A CPU sweep with an extra axis (attention kernel), one seed, energy from the CPU meter (RAPL or model)."""
+    tmp = tmp_path_factory.mktemp("axis")
+    proc = run_ela(
+        tmp,
+        "precision=fp32,bf16",
+        "model.attn_implementation=sdpa,eager",
+        *LOCAL,
+        "dataset.limit=40",
+        "measure.idle_window_s=0.3",
+        "measure.min_window_s=0.3",
+        "measure.warmup_batches=1",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert analyze(tmp).returncode == 0
+    return tmp
+
+
+def test_an_extra_axis_gives_distinct_configs_each_against_its_own_fp32(cpu_axis_sweep):
+    import pandas as pd
+
+    configs = pd.read_csv(cpu_axis_sweep / "multirun" / "analysis" / "configs.csv").set_index("config")
+    assert sorted(configs.index) == [
+        "bf16-b8-attn_implementation=eager",
+        "bf16-b8-attn_implementation=sdpa",
+        "fp32-b8-attn_implementation=eager",
+        "fp32-b8-attn_implementation=sdpa",
+    ]
+    for attn in ("eager", "sdpa"):
+        fp32, bf16 = (
+            configs.loc[f"fp32-b8-attn_implementation={attn}"],
+            configs.loc[f"bf16-b8-attn_implementation={attn}"],
+        )
+        assert fp32["speedup_vs_fp32"] == pytest.approx(1.0)
+        assert bf16["speedup_vs_fp32"] == pytest.approx(fp32["cost_ms_per_sample"] / bf16["cost_ms_per_sample"])
+
+
+def test_a_cpu_sweep_has_energy_fronts_and_a_knee_labelled_by_how_energy_was_obtained(cpu_axis_sweep):
+    import pandas as pd
+
+    out = cpu_axis_sweep / "multirun" / "analysis"
+    configs = pd.read_csv(out / "configs.csv")
+    assert configs["energy_j_per_sample"].gt(0).all() and configs["front_cost_energy"].notna().all()
+    # One seed: the CI of cost and energy comes from the job's own windows, and says so.
+    assert set(configs["ci_basis"]) == {"within-job windows (n=3; one seed)"}
+    assert configs["energy_j_per_sample_ci"].notna().all() and configs["cost_ms_per_sample_ci"].notna().all()
+    report = (out / "report.md").read_text()
+    assert "**knee**" in report
+    assert "Energy method: rapl(" in report or "Energy method: codecarbon-model(" in report
+    assert (out / "plots" / "pareto_cost_energy.png").is_file()
+
+
+def test_runs_whose_predictions_cannot_be_read_are_named(cpu_axis_sweep):
+    # Runs last in this module: it removes an artifact of the fixture's sweep.
+    names = sorted(r.info.run_name for r in all_runs(cpu_axis_sweep) if PARENT in r.data.tags)
+    assert names == [  # run names carry the extra axis, so no two jobs of the sweep share one
+        "bf16-b8-attn_implementation=eager-s0",
+        "bf16-b8-attn_implementation=sdpa-s0",
+        "fp32-b8-attn_implementation=eager-s0",
+        "fp32-b8-attn_implementation=sdpa-s0",
+    ]
+    run = next(r for r in all_runs(cpu_axis_sweep) if r.info.run_name == "bf16-b8-attn_implementation=sdpa-s0")
+    path = client(cpu_axis_sweep).download_artifacts(run.info.run_id, "predictions.csv")
+    from pathlib import Path
+
+    Path(run.info.artifact_uri.removeprefix("file://"), "predictions.csv").unlink()
+    proc = analyze(cpu_axis_sweep, "log_to_mlflow=false")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (
+        "Left out of the difficulty table (no readable predictions.csv): bf16-b8-attn_implementation=sdpa-s0"
+        in proc.stdout
+    )
+    assert path

@@ -35,6 +35,12 @@ def test_every_precision_composes(name):
     assert (job.precision.weights_dtype != "float32") == pure
 
 
+def test_known_grids_and_regions_pass():
+    job = validate(composed(*LOCAL, "codecarbon.country_iso_code=DEU"))
+    assert job.codecarbon.country_iso_code == "DEU"
+    assert validate(composed(*LOCAL, "codecarbon.region=california")).codecarbon.region == "california"
+
+
 def test_batch_and_seed_are_plain_ints():
     job = validate(composed("batch=64", "seed=3", *LOCAL))
     assert (job.batch, job.seed) == (64, 3)
@@ -55,8 +61,12 @@ def test_local_paths_from_environment(monkeypatch):
         (["seed=-1"], "seed=-1"),
         (["device=tpu"], "device='tpu'"),
         (["measure.min_window_s=0"], "measure.min_window_s"),
-        (["measure.gpu_meter=rapl"], "measure.gpu_meter='rapl'"),
+        (["measure.energy_meter=watts"], "measure.energy_meter='watts'"),
         (["codecarbon.country_iso_code=France"], "codecarbon.country_iso_code"),
+        (["codecarbon.country_iso_code=XXX"], "'XXX' is not a country in CodeCarbon's offline data"),
+        (["codecarbon.region=atlantis"], "no offline data for that region of USA"),
+        (["codecarbon.country_iso_code=FRA", "codecarbon.region=bretagne"], "checks regions for USA and CAN only"),
+        (["dataset.label_map=[neg]"], "dataset.label_map"),
         (["dataset.limit=0"], "dataset.limit"),
         (["precision.weights_dtype=float8"], "precision.weights_dtype"),
         (["engine=compile", "engine.compile_mode=null"], "engine.compile_mode=None"),

@@ -9,7 +9,9 @@ from transformers import AutoTokenizer
 
 from ela import ElaError
 from ela.config import DatasetConfig
-from ela.data import load_split, tokenize
+from ela.data import label_targets, load_split, tokenize
+
+SST2_MODEL = {0: "negative", 1: "positive"}
 
 SST2_CFG = DatasetConfig(
     name="sst2",
@@ -21,6 +23,7 @@ SST2_CFG = DatasetConfig(
     text_column="sentence",
     label_column="label",
     label_names=["negative", "positive"],
+    label_map=None,
     limit=None,
     order="original",
 )
@@ -58,7 +61,33 @@ def test_string_labels_map_through_label_names(tmp_path):
     pd.DataFrame({"sentence": ["a", "b"], "label": ["positive", "negative"]}).to_json(
         path, orient="records", lines=True
     )
-    assert load_split(replace(SST2_CFG, path=str(path))).labels == [1, 0]
+    split = load_split(replace(SST2_CFG, path=str(path)))
+    assert split.labels == ["positive", "negative"]  # as the file has them
+    assert label_targets(split.labels, SST2_CFG, SST2_MODEL) == [1, 0]
+
+
+def test_labels_that_are_the_models_names_need_no_label_names():
+    cfg = replace(SST2_CFG, label_names=None)
+    assert label_targets(["Positive", "negative"], cfg, SST2_MODEL) == [1, 0]
+
+
+def test_other_label_words_map_through_label_map_and_the_error_shows_how():
+    cfg = replace(SST2_CFG, label_names=None)
+    with pytest.raises(ElaError, match=r"label 'neg' is neither.*dataset.label_map=\{neg: negative, pos: positive\}"):
+        label_targets(["neg", "pos"], cfg, SST2_MODEL)
+    mapped = replace(cfg, label_map={"neg": "negative", "pos": "positive"})
+    assert label_targets(["pos", "neg", "pos"], mapped, SST2_MODEL) == [1, 0, 1]
+    with pytest.raises(ElaError, match="'meh' is not a key of dataset.label_map"):
+        label_targets(["meh"], mapped, SST2_MODEL)
+    with pytest.raises(ElaError, match="maps 'pos' to 'good', which is not one of the model's labels"):
+        label_targets(["pos"], replace(cfg, label_map={"pos": "good"}), SST2_MODEL)
+
+
+def test_a_limit_above_the_split_is_said_not_silent():
+    split = load_split(replace(SST2_CFG, limit=5000))
+    assert len(split.texts) == split.rows == 872
+    assert split.warnings(5000) == [f"dataset.limit=5000 exceeds the 872 rows of {split.source}: all 872 are used"]
+    assert split.warnings(10) == [] and split.warnings(None) == []
 
 
 @pytest.mark.parametrize(
@@ -75,7 +104,8 @@ def test_bad_files_give_clear_errors(tmp_path, content, message):
     path = tmp_path / "bad.tsv"
     path.write_bytes(content)
     with pytest.raises(ElaError, match=message):
-        load_split(replace(SST2_CFG, path=str(path)))
+        split = load_split(replace(SST2_CFG, path=str(path)))
+        label_targets(split.labels, SST2_CFG, SST2_MODEL)  # labels are checked against the model's
 
 
 def test_missing_path_and_unknown_type(tmp_path):

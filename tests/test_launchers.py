@@ -55,6 +55,23 @@ def test_concurrent_claims_get_different_gpus(tmp_path):
         assert again == 0  # released at the end of the job
 
 
+def test_a_waiter_never_erases_the_holders_pid_and_is_told_who_holds_it(tmp_path):
+    import os
+
+    from ela.gpu_pool import other_holders
+
+    told = []
+    with claim(["gpu-a"], lock_dir=tmp_path):
+        before = (tmp_path / "gpu-a.lock").read_text()
+        assert before.split()[0] == str(os.getpid())
+        with pytest.raises(TimeoutError), claim(["gpu-a"], tmp_path, poll_s=0.01, timeout_s=0.05, on_wait=told.append):
+            pass
+        assert (tmp_path / "gpu-a.lock").read_text() == before  # the waiter opened it without truncating
+        assert told == [[before.strip()]]  # once, with what the holder wrote (pid and host)
+        assert other_holders(tmp_path) == 1 and other_holders(tmp_path, mine="gpu-a") == 0
+    assert other_holders(tmp_path) == 0
+
+
 HOST = ["GPU-aaaa-0", "GPU-bbbb-1", "GPU-cccc-2"]
 
 

@@ -88,11 +88,68 @@ def test_tick_period_of_a_quantised_counter():
     assert tick_period_s(FakeCounter(100.0), max_s=0.1) is None  # continuous: no ticks to count
 
 
+class SleepClock:
+    """An injected clock that only moves when the code under test sleeps."""
+
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+    def sleep(self, s: float) -> None:
+        self.t += s
+
+
 def test_settle_waits_until_power_stops_falling():
     from ela.meters import settle
 
+    clock = SleepClock()
     readings = iter([200.0, 150.0, 120.0, 119.5, 119.8, 119.6])
-    waited = settle(lambda: next(readings), max_s=10, step_s=0.01)
-    assert 0.04 <= waited < 1.0  # 3 falling steps, then 2 steady ones
+    waited = settle(lambda: next(readings), max_s=10, step_s=0.5, clock=clock, sleep=clock.sleep)
+    assert waited == pytest.approx(2.0)  # 2 falling steps (150, 120), then 2 steady ones (119.5, 119.8)
+    clock = SleepClock()
     falling = iter(range(1000, 0, -10))
-    assert settle(lambda: float(next(falling)), max_s=0.05, step_s=0.01) <= 0.06  # capped
+    assert settle(lambda: float(next(falling)), max_s=2.0, step_s=0.5, clock=clock, sleep=clock.sleep) == 2.0  # capped
+
+
+def fake_rapl(root, zones):
+    """A powercap tree as the kernel lays it out: {dir name: (zone name, energy_uj, max range)}."""
+    for name, (zone, energy, span) in zones.items():
+        d = root / name
+        d.mkdir(parents=True)
+        (d / "name").write_text(zone + "\n")
+        (d / "energy_uj").write_text(f"{energy}\n")
+        (d / "max_energy_range_uj").write_text(f"{span}\n")
+
+
+def test_rapl_sums_packages_and_dram_and_survives_a_wraparound(tmp_path):
+    from ela.meters import RaplCounter
+
+    fake_rapl(
+        tmp_path,
+        {
+            "intel-rapl:0": ("package-0", 900_000_000, 1_000_000_000),
+            "intel-rapl:0:0": ("core", 5, 1_000_000_000),  # inside the package figure: not added again
+            "intel-rapl:0:2": ("dram", 1_000_000, 1_000_000_000),
+            "intel-rapl:1": ("package-1", 0, 1_000_000_000),
+            "intel-rapl:2": ("psys", 7, 1_000_000_000),  # the whole platform: contains the packages
+        },
+    )
+    counter = RaplCounter(tmp_path)
+    assert counter.method == "rapl(package-0,dram-0,package-1)"
+    meter = WindowMeter(counter, clock=Clock(0.0, 10.0))
+    meter.begin_window("w")
+    (tmp_path / "intel-rapl:0" / "energy_uj").write_text("100000000\n")  # wrapped: +200 J, not -800 J
+    (tmp_path / "intel-rapl:0:2" / "energy_uj").write_text("31000000\n")  # +30 J
+    (tmp_path / "intel-rapl:1" / "energy_uj").write_text("500000000\n")  # +500 J
+    w = meter.end_window("w")
+    assert w.energy_j == pytest.approx(730.0) and w.avg_power_w == pytest.approx(73.0)
+
+
+def test_rapl_says_why_it_cannot_be_read(tmp_path):
+    from ela.meters import RaplCounter, rapl_zones
+
+    assert rapl_zones(tmp_path) == f"no RAPL package zones under {tmp_path}"
+    with pytest.raises(MeasurementError, match="no RAPL package zones"):
+        RaplCounter(tmp_path)

@@ -20,10 +20,11 @@ def test_window_metrics_mean_sd_cv_and_dynamic_energy():
     assert m["energy_j_per_sample"] == pytest.approx(1.0)
     assert m["energy_j_per_sample_sd"] == pytest.approx(0.1)  # sample SD of 1.0, 1.1, 0.9
     assert m["energy_j_per_sample_cv"] == pytest.approx(0.1)
-    assert m["gpu_energy_j"] == pytest.approx(1000.0) and m["avg_power_w"] == pytest.approx(200.0)
+    assert m["window_energy_j"] == pytest.approx(1000.0) and m["avg_power_w"] == pytest.approx(200.0)
     assert m["dynamic_energy_j"] == pytest.approx(500.0)  # 1000 J - 100 W x 5 s
     assert m["dynamic_energy_j_per_sample"] == pytest.approx(0.5)
     assert m["throughput_samples_per_s"] == pytest.approx(200.0) and m["throughput_samples_per_s_cv"] == 0
+    assert m["cost_ms_per_sample"] == pytest.approx(5.0) and m["cost_ms_per_sample_cv"] == 0  # 5 s / 1000 samples
 
 
 def test_short_windows_are_flagged():
@@ -38,9 +39,25 @@ def test_time_only_windows_have_no_energy_metrics():
 
 
 def test_latency_metrics():
-    m = latency_metrics([10.0, 20.0, 30.0, 40.0], num_samples=32)
-    assert m["latency_ms_per_sample"] == pytest.approx(100 / 32)
+    m, warnings = latency_metrics([[10.0, 20.0, 30.0, 40.0]], num_samples=32, duration_s=0.1)
+    assert m["synced_ms_per_sample"] == pytest.approx(100 / 32)
     assert m["batch_latency_ms_mean"] == 25.0 and m["batch_latency_ms_p50"] == 25.0
+    assert m["latency_passes"] == 1 and m["stalled_batches"] == 0 and warnings == []
+
+
+def test_stalls_are_counted_against_each_batchs_best_time_and_warned_above_one_percent():
+    # 3 passes over 50 batches; batch lengths differ (a long batch is slow, not stalled); 2 stalls of 10x.
+    base = [1.0 + (i % 5) for i in range(50)]  # 1..5 ms: up to 5x apart, none a stall
+    passes = [list(base), list(base), list(base)]
+    passes[1][7] *= 10
+    passes[2][30] *= 10
+    m, warnings = latency_metrics(passes, num_samples=400, duration_s=1.0)
+    assert m["stalled_batches"] == 2 and m["stalled_batch_share"] == pytest.approx(2 / 150)
+    assert len(warnings) == 1 and "2 of 150 timed batches (1.3%) stalled" in warnings[0]
+    assert m["batch_latency_ms_p50"] == pytest.approx(3.0)  # the median ignores the two stalls
+    one_stall = [list(base)] * 2 + [[*base[:10], base[10] * 10, *base[11:]]]
+    m, warnings = latency_metrics(one_stall, num_samples=400, duration_s=1.0)
+    assert m["stalled_batches"] == 1 and warnings == []  # 0.7%: counted, under the warning threshold
 
 
 def test_accuracy_and_agreement():

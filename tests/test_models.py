@@ -9,8 +9,9 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from ela import ElaError
 from ela.config import ModelConfig, PrecisionConfig
+from ela.data import label_targets
 from ela.device import check_precision, resolve_device
-from ela.models import label_map, load_model
+from ela.models import load_model, model_labels
 
 CFG = ModelConfig(
     name="minilm",
@@ -48,9 +49,14 @@ def test_untrained_head_allowed_when_asked(headless_checkpoint):
     assert any("classifier" in k for k in loaded.newly_initialized)
 
 
-def test_missing_local_checkpoint(tmp_path):
+def test_missing_local_checkpoint(tmp_path, monkeypatch):
     with pytest.raises(ElaError, match="no config.json"):
         load_model(replace(CFG, path=str(tmp_path)))
+    with pytest.raises(ElaError, match="does not exist"):
+        load_model(replace(CFG, path=str(tmp_path / "nope")))
+    # A relative path that exists is a local folder even without ./ (never sent to the Hub).
+    monkeypatch.chdir(MODEL.parent)
+    assert load_model(replace(CFG, path=MODEL.name)).source == str(MODEL)
 
 
 def test_hub_id_offline_is_one_clear_error(monkeypatch):
@@ -62,14 +68,20 @@ def test_hub_id_offline_is_one_clear_error(monkeypatch):
 
 
 def test_label_map_by_name_generic_and_mismatch():
-    model = load_model(CFG).model
-    assert label_map(model, ["negative", "positive"]) == [0, 1]
-    assert label_map(model, ["positive", "negative"]) == [1, 0]
-    assert label_map(model, None) == [0, 1]
+    from test_data import SST2_CFG
+
+    id2label = model_labels(CFG)  # from the checkpoint's config alone, before any weights load
+    assert id2label == {0: "negative", 1: "positive"}
+
+    def targets(names):
+        return label_targets([0, 1], replace(SST2_CFG, label_names=names), id2label)
+
+    assert targets(["negative", "positive"]) == [0, 1]
+    assert targets(["positive", "negative"]) == [1, 0]
+    assert targets(None) == [0, 1]
     with pytest.raises(ElaError, match="not among the model's labels"):
-        label_map(model, ["neg", "pos"])
-    model.config.id2label = {0: "LABEL_0", 1: "LABEL_1"}
-    assert label_map(model, ["negative", "positive"]) == [0, 1]
+        targets(["neg", "pos"])
+    assert label_targets([0, 1], SST2_CFG, {0: "LABEL_0", 1: "LABEL_1"}) == [0, 1]
 
 
 def _precision(name, weights="float32", autocast=None, tf32=False):

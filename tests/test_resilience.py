@@ -97,7 +97,7 @@ def test_sigterm_marks_the_running_job_killed_and_closes_the_sweep(tmp_path):
         (["precision=fp64"], "Could not find 'precision/fp64'"),
         (["model=gpt5"], "Could not find 'model/gpt5'"),
         (["batch=-1"], "invalid value batch=-1"),
-        (["model.path=/no/such/checkpoint"], "is not a checkpoint directory"),
+        (["model.path=/no/such/checkpoint"], "model.path='/no/such/checkpoint' does not exist"),
         (["dataset.text_column=text"], "no column(s) ['text']"),
         (["dataset.label_names=[neg,pos]"], "not among the model's labels"),
         (["model.attn_implementation=padded_triton"], "padded_triton runs a CUDA kernel; this job runs on cpu"),
@@ -117,3 +117,78 @@ def test_unreachable_tracking_store_fails_before_any_job(tmp_path):
     single = run_ela(tmp_path, *FAST, "tracking.uri=http://127.0.0.1:9/", multirun=False)
     assert single.returncode == 2 and "cannot use MLflow tracking URI" in single.stderr
     assert "Traceback" not in single.stderr
+
+
+def test_unusable_sqlite_store_is_one_clear_error_before_any_job(tmp_path):
+    bad = "tracking.uri=sqlite:////proc/ela-test/x.db"
+    single = run_ela(tmp_path, *FAST, bad, multirun=False)
+    assert single.returncode == 2 and "cannot use the MLflow store sqlite:////proc/ela-test/x.db" in single.stderr
+    assert "Traceback" not in single.stderr and "retried" not in single.stderr  # no 100 s of MLflow retries
+    sweep = run_ela(tmp_path, "seed=0,1", *FAST, bad)
+    out = sweep.stdout + sweep.stderr
+    assert sweep.returncode == 2 and "sweep stopped: could not open the MLflow store" in out
+    assert "Launching" not in out and "Traceback" not in out
+
+
+def test_an_invalid_value_in_the_grid_stops_the_sweep_before_any_job_and_leaves_no_sweep(tmp_path):
+    proc = run_ela(tmp_path, "batch=1,abc", *FAST)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 2 and "sweep not started: job batch=abc: invalid value batch='abc'" in out
+    assert "Launching" not in out
+    assert all_runs(tmp_path) == []  # the parent run was deleted: `ela.analyze` finds no empty "latest sweep"
+
+
+def test_processes_creating_a_new_store_at_once_all_get_it(tmp_path):
+    code = f"from ela.tracking import Tracker; Tracker('sqlite:///{tmp_path}/mlflow.db', 'ela')"
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stderr=subprocess.PIPE, text=True) for _ in range(4)
+    ]
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0, 0], errors  # plain MlflowClient: "Online migration ..." races
+    proc = run_ela(tmp_path, "seed=0", *FAST)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_a_full_disk_is_one_line_per_job_and_leaves_no_run_running(tmp_path):
+    import resource
+
+    db = tmp_path / "mlflow.db"
+    first = run_ela(tmp_path, "seed=9", *FAST)  # a sweep of one job shows how much one sweep adds to the store
+    assert first.returncode == 0, first.stderr[-2000:]
+    size = db.stat().st_size
+    # Files may grow by a fraction of that: the "disk" fills up part-way into the next sweep's first job.
+    limit = size + int(0.6 * (size - first_size(tmp_path)))
+
+    def small_disk():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))  # Python ignores SIGXFSZ: writes fail with EFBIG
+
+    cmd = [sys.executable, "-m", "ela.run", "-m", "seed=0,1,2", *FAST, "codecarbon.enabled=false",
+           f"tracking.uri=sqlite:///{db}", f"hydra.sweep.dir={tmp_path / 'multirun2'}"]  # fmt: skip
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600, preexec_fn=small_disk)
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr and len(proc.stderr.splitlines()) <= 6, proc.stderr[-3000:]
+    assert "disk I/O error" in proc.stderr or "disk is full" in proc.stderr
+    assert not [r for r in all_runs(tmp_path) if r.info.status == "RUNNING"]
+
+
+def first_size(tmp_path) -> int:
+    """Size of a freshly created store (as ela creates it), for the growth of one sweep."""
+    from ela.tracking import Tracker
+
+    fresh = tmp_path / "fresh" / "mlflow.db"
+    Tracker(f"sqlite:///{fresh}", "ela")
+    return fresh.stat().st_size
+
+
+def test_a_job_that_cannot_run_here_fails_before_waiting_for_the_host(tmp_path, monkeypatch):
+    import socket
+
+    from ela.gpu_pool import claim
+
+    locks = tmp_path / "locks"
+    monkeypatch.setenv("ELA_GPU_LOCK_DIR", str(locks))
+    with claim([f"cpu-{socket.gethostname()}"], lock_dir=locks):  # another job measures this CPU now
+        proc = run_ela(tmp_path, *FAST, "precision=tf32", multirun=False, timeout=120)
+    assert proc.returncode == 1 and "needs TF32 tensor cores" in proc.stderr
+    assert "waits for its device" not in proc.stderr  # refused at once, not after the other job

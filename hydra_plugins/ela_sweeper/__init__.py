@@ -1,0 +1,1 @@
+"""ela's Hydra sweeper (Hydra loads sweeper plugins from the `hydra_plugins` namespace only)."""
