@@ -22,8 +22,8 @@ from kernels import replay_us
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.nn.functional import scaled_dot_product_attention as sdpa
 
-from ela import attention
-from ela.attention import KERNELS, TRITON, register
+from ela.runtime import attention
+from ela.runtime.attention import KERNELS, TRITON, register
 
 HEADS, DIM = 12, 64
 

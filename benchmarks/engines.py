@@ -36,12 +36,12 @@ import torch
 import yaml
 
 from ela.config import EngineConfig, ModelConfig, PrecisionConfig
-from ela.data import Batches, tokenize
-from ela.device import DTYPE, autocast, gpu_info, set_tf32, synchronizer
-from ela.engines import build
-from ela.measure import Forward, energy_window, idle_power, make_forward, predict, warmup
-from ela.meters import NvmlCounter, WindowMeter
-from ela.models import apply_precision, load_model, stock_kernels
+from ela.measure.loops import Forward, energy_window, idle_power, make_forward, predict, warmup
+from ela.measure.meters import NvmlCounter, WindowMeter
+from ela.runtime.data import Batches, tokenize
+from ela.runtime.device import DTYPE, autocast, gpu_info, set_tf32, synchronizer
+from ela.runtime.engines import build
+from ela.runtime.models import apply_precision, load_model, stock_kernels
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
 SAMPLES = 832  # 13 x 64: every batch size here divides it, so every batch has one shape

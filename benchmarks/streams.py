@@ -14,7 +14,7 @@ import argparse
 import torch
 
 from ela.config import ModelConfig
-from ela.models import load_model
+from ela.runtime.models import load_model
 
 
 def capture(compiled, parts: list[dict[str, torch.Tensor]]) -> tuple[torch.cuda.CUDAGraph, list[torch.Tensor]]:

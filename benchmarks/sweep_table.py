@@ -10,8 +10,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ela.report import formatted, runs_table
-from ela.tracking import Tracker, tracking_uri
+from ela.tracking.report import formatted, runs_table
+from ela.tracking.store import Tracker, tracking_uri
 
 COLUMNS = (
     ("accuracy", "accuracy", "{:.4f}"),

@@ -15,10 +15,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from ela import ElaError, compare, quality
-from ela.pareto import FRONT, Objective, classify, knee
-from ela.stats import CI_METHOD, aggregate
-from ela.tracking import PARENT_TAG, Tracker, tracking_uri
+from ela import ElaError
+from ela.analysis import compare
+from ela.analysis.pareto import FRONT, Objective, classify, knee
+from ela.analysis.stats import CI_METHOD, aggregate
+from ela.measure import quality
+from ela.tracking.store import PARENT_TAG, Tracker, tracking_uri
 
 COST, P90, ENERGY, EMISSIONS, ACCURACY = (
     "cost_ms_per_sample",
@@ -371,7 +373,7 @@ def output_dir(cfg: AnalyzeConfig, parent) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point; returns the exit code."""
-    from ela.analysis_report import summary_text, write_outputs
+    from ela.analysis.report import summary_text, write_outputs
 
     try:
         cfg = parse_args(sys.argv[1:] if argv is None else argv)

@@ -247,7 +247,7 @@ def validate(cfg: DictConfig | dict[str, Any]) -> JobConfig:
     )
     _check(cc.measure_power_secs > 0, "codecarbon.measure_power_secs", cc.measure_power_secs, "> 0 seconds")
     if cc.enabled:  # an unknown grid would silently become a default intensity inside CodeCarbon
-        from ela.carbon import check_grid
+        from ela.measure.carbon import check_grid
 
         check_grid(cc.country_iso_code, cc.region)
     _check(bool(job.tracking.experiment), "tracking.experiment", job.tracking.experiment, "a non-empty name")

@@ -23,10 +23,10 @@ from tqdm import tqdm
 
 from ela import ElaError, interrupt
 from ela.config import AXES_ENV, config_hash, flatten, run_name, swept_labels, to_container, validate
-from ela.environment import environment_tags
-from ela.gpu_pool import visible_gpu_count
-from ela.report import summary_line
-from ela.tracking import PARENT_ENV, Tracker, one_line, tracking_uri
+from ela.measure.gpu_pool import visible_gpu_count
+from ela.tracking.environment import environment_tags
+from ela.tracking.report import summary_line
+from ela.tracking.store import PARENT_ENV, Tracker, one_line, tracking_uri
 
 
 def run_job(cfg: DictConfig) -> dict[str, Any]:

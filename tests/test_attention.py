@@ -18,11 +18,12 @@ from test_models import CFG
 from torch.nn.functional import scaled_dot_product_attention as sdpa
 from transformers import AutoTokenizer
 
-from ela import ElaError, attention
+from ela import ElaError
 from ela.config import EngineConfig, PrecisionConfig
-from ela.data import tokenize
-from ela.engines import build
-from ela.models import load_model, stock_kernels
+from ela.runtime import attention
+from ela.runtime.data import tokenize
+from ela.runtime.engines import build
+from ela.runtime.models import load_model, stock_kernels
 
 TEXTS = ["a gripping, funny film", "dull and far too long, with a plot that goes nowhere", "fine"]
 BF16 = PrecisionConfig(name="bf16", weights_dtype="float32", autocast_dtype="bfloat16", tf32=False)

@@ -6,8 +6,8 @@ from importlib import metadata
 import pytest
 
 from ela import ElaError
-from ela.carbon import CarbonTracker, CodeCarbonMeter, _cpu_mode, _tracker, check_grid
 from ela.config import CodeCarbonConfig
+from ela.measure.carbon import CarbonTracker, CodeCarbonMeter, _cpu_mode, _tracker, check_grid
 
 CFG = CodeCarbonConfig(enabled=True, country_iso_code="USA", region=None, measure_power_secs=1.0, save_to_file=False)
 

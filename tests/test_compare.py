@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from ela.compare import drift, labels, relative_to_fp32
+from ela.analysis.compare import drift, labels, relative_to_fp32
 
 H = "tags.ela.config_hash"
 

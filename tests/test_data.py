@@ -9,7 +9,7 @@ from transformers import AutoTokenizer
 
 from ela import ElaError
 from ela.config import DatasetConfig
-from ela.data import label_targets, load_split, tokenize
+from ela.runtime.data import label_targets, load_split, tokenize
 
 SST2_MODEL = {0: "negative", 1: "positive"}
 
@@ -119,7 +119,7 @@ def test_missing_path_and_unknown_type(tmp_path):
 def test_hub_dataset_offline_is_one_clear_error(monkeypatch):
     monkeypatch.delenv("HF_HUB_OFFLINE")
     monkeypatch.delenv("HF_DATASETS_OFFLINE")
-    monkeypatch.setattr("ela.hub.hub_reachable", lambda: False)  # as on a machine without network
+    monkeypatch.setattr("ela.runtime.hub.hub_reachable", lambda: False)  # as on a machine without network
     with pytest.raises(ElaError, match="Hub is unreachable.*dataset.path="):
         load_split(replace(SST2_CFG, path=None))
 

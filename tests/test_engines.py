@@ -10,9 +10,9 @@ from transformers import AutoTokenizer
 
 from ela import ElaError
 from ela.config import EngineConfig
-from ela.data import bucket_for, tokenize
-from ela.engines import build
-from ela.models import load_model
+from ela.runtime.data import bucket_for, tokenize
+from ela.runtime.engines import build
+from ela.runtime.models import load_model
 
 
 def test_bucket_choice():

@@ -7,7 +7,7 @@ import pytest
 from conftest import FAKE_GPU, LOCAL, PARENT, REPO, all_runs, free_port, mlflow_cli, run_ela, start_server
 
 from ela import ElaError
-from ela.gpu_pool import choose, claim, visible_uuids
+from ela.measure.gpu_pool import choose, claim, visible_uuids
 
 FAST = [*LOCAL, *FAKE_GPU, "dataset.limit=16", "measure.repeats=1", "measure.idle_window_s=0.05"]
 
@@ -58,7 +58,7 @@ def test_concurrent_claims_get_different_gpus(tmp_path):
 def test_a_waiter_never_erases_the_holders_pid_and_is_told_who_holds_it(tmp_path):
     import os
 
-    from ela.gpu_pool import other_holders
+    from ela.measure.gpu_pool import other_holders
 
     told = []
     with claim(["gpu-a"], lock_dir=tmp_path):

@@ -5,11 +5,11 @@ import pytest
 import torch
 
 from ela import interrupt
-from ela.data import Batches
-from ela.measure import energy_window, latency_passes
-from ela.meters import FakeCounter, WindowMeter
-from ela.metrics import latency_metrics, window_metrics
-from ela.quality import verdict
+from ela.measure.loops import energy_window, latency_passes
+from ela.measure.meters import FakeCounter, WindowMeter
+from ela.measure.metrics import latency_metrics, window_metrics
+from ela.measure.quality import verdict
+from ela.runtime.data import Batches
 
 
 class FakeClock:

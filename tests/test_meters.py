@@ -2,7 +2,7 @@
 
 import pytest
 
-from ela.meters import FakeCounter, MeasurementError, ReplayCounter, Window, WindowMeter, dynamic_energy_j
+from ela.measure.meters import FakeCounter, MeasurementError, ReplayCounter, Window, WindowMeter, dynamic_energy_j
 
 
 class Clock:
@@ -82,7 +82,7 @@ class SteppedCounter:
 
 
 def test_tick_period_of_a_quantised_counter():
-    from ela.meters import tick_period_s
+    from ela.measure.meters import tick_period_s
 
     assert tick_period_s(SteppedCounter(0.05), max_s=0.5) == pytest.approx(0.05, abs=0.01)
     assert tick_period_s(FakeCounter(100.0), max_s=0.1) is None  # continuous: no ticks to count
@@ -102,7 +102,7 @@ class SleepClock:
 
 
 def test_settle_waits_until_power_stops_falling():
-    from ela.meters import settle
+    from ela.measure.meters import settle
 
     clock = SleepClock()
     readings = iter([200.0, 150.0, 120.0, 119.5, 119.8, 119.6])
@@ -124,7 +124,7 @@ def fake_rapl(root, zones):
 
 
 def test_rapl_sums_packages_and_dram_and_survives_a_wraparound(tmp_path):
-    from ela.meters import RaplCounter
+    from ela.measure.meters import RaplCounter
 
     fake_rapl(
         tmp_path,
@@ -148,7 +148,7 @@ def test_rapl_sums_packages_and_dram_and_survives_a_wraparound(tmp_path):
 
 
 def test_rapl_says_why_it_cannot_be_read(tmp_path):
-    from ela.meters import RaplCounter, rapl_zones
+    from ela.measure.meters import RaplCounter, rapl_zones
 
     assert rapl_zones(tmp_path) == f"no RAPL package zones under {tmp_path}"
     with pytest.raises(MeasurementError, match="no RAPL package zones"):

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from ela.measure import EnergyWindow
-from ela.meters import Window
-from ela.metrics import accuracy_metrics, latency_metrics, window_metrics
+from ela.measure.loops import EnergyWindow
+from ela.measure.meters import Window
+from ela.measure.metrics import accuracy_metrics, latency_metrics, window_metrics
 
 
 def _w(duration_s, energy_j, samples, passes=1):

@@ -9,9 +9,9 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from ela import ElaError
 from ela.config import ModelConfig, PrecisionConfig
-from ela.data import label_targets
-from ela.device import check_precision, resolve_device
-from ela.models import load_model, model_labels
+from ela.runtime.data import label_targets
+from ela.runtime.device import check_precision, resolve_device
+from ela.runtime.models import load_model, model_labels
 
 CFG = ModelConfig(
     name="minilm",
@@ -62,7 +62,7 @@ def test_missing_local_checkpoint(tmp_path, monkeypatch):
 def test_hub_id_offline_is_one_clear_error(monkeypatch):
     monkeypatch.delenv("HF_HUB_OFFLINE")
     monkeypatch.delenv("HF_DATASETS_OFFLINE")
-    monkeypatch.setattr("ela.hub.hub_reachable", lambda: False)  # as on a machine without network
+    monkeypatch.setattr("ela.runtime.hub.hub_reachable", lambda: False)  # as on a machine without network
     with pytest.raises(ElaError, match="Hub is unreachable.*model=local model.path="):
         load_model(replace(CFG, path="textattack/roberta-base-SST-2"))
 

@@ -5,8 +5,8 @@ import math
 import pandas as pd
 import pytest
 
-from ela.pareto import DOMINATED, DOMINATED_NO_CI, FRONT, TIE, Objective, classify, knee
-from ela.stats import aggregate
+from ela.analysis.pareto import DOMINATED, DOMINATED_NO_CI, FRONT, TIE, Objective, classify, knee
+from ela.analysis.stats import aggregate
 
 LAT_E = [Objective("lat"), Objective("e")]
 

@@ -3,7 +3,7 @@
 import pandas as pd
 
 from ela.analyze import AnalyzeConfig, recommend
-from ela.quality import CI_CHECKS, verdict, worst
+from ela.measure.quality import CI_CHECKS, verdict, worst
 
 CLEAN = {
     "cost_ms_per_sample_cv": 0.01,

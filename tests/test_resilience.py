@@ -139,7 +139,7 @@ def test_an_invalid_value_in_the_grid_stops_the_sweep_before_any_job_and_leaves_
 
 
 def test_processes_creating_a_new_store_at_once_all_get_it(tmp_path):
-    code = f"from ela.tracking import Tracker; Tracker('sqlite:///{tmp_path}/mlflow.db', 'ela')"
+    code = f"from ela.tracking.store import Tracker; Tracker('sqlite:///{tmp_path}/mlflow.db', 'ela')"
     procs = [
         subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stderr=subprocess.PIPE, text=True) for _ in range(4)
     ]
@@ -174,7 +174,7 @@ def test_a_full_disk_is_one_line_per_job_and_leaves_no_run_running(tmp_path):
 
 def first_size(tmp_path) -> int:
     """Size of a freshly created store (as ela creates it), for the growth of one sweep."""
-    from ela.tracking import Tracker
+    from ela.tracking.store import Tracker
 
     fresh = tmp_path / "fresh" / "mlflow.db"
     Tracker(f"sqlite:///{fresh}", "ela")
@@ -184,7 +184,7 @@ def first_size(tmp_path) -> int:
 def test_a_job_that_cannot_run_here_fails_before_waiting_for_the_host(tmp_path, monkeypatch):
     import socket
 
-    from ela.gpu_pool import claim
+    from ela.measure.gpu_pool import claim
 
     locks = tmp_path / "locks"
     monkeypatch.setenv("ELA_GPU_LOCK_DIR", str(locks))

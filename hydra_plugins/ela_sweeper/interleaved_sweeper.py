@@ -67,7 +67,7 @@ class InterleavedSweeper(BasicSweeper):
 
     def sweep(self, arguments: list[str]) -> Any:
         """Run the grid; an invalid job config or a stop request ends the sweep with its runs closed."""
-        from ela.sweep import active
+        from ela.tracking.sweep import active
 
         try:
             returns = super().sweep(arguments)

@@ -22,11 +22,38 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ela import ElaError, attention, engines, host, interrupt
-from ela.carbon import CarbonRecord, CarbonTracker, CodeCarbonMeter
+from ela import ElaError, interrupt
 from ela.config import JobConfig
-from ela.data import Batches, EvalSplit, label_targets, load_split, tokenize
-from ela.device import (
+from ela.measure import host
+from ela.measure.carbon import CarbonRecord, CarbonTracker, CodeCarbonMeter
+from ela.measure.gpu_pool import claim, claim_gpu, other_holders, pinned
+from ela.measure.loops import (
+    EnergyWindow,
+    Idle,
+    LatencyPasses,
+    energy_window,
+    idle_power,
+    latency_passes,
+    make_forward,
+    predict,
+    warmup,
+)
+from ela.measure.meters import (
+    FakeCounter,
+    MeasurementError,
+    Meter,
+    NvmlCounter,
+    RaplCounter,
+    WindowMeter,
+    rapl_zones,
+    tick_period_s,
+)
+from ela.measure.metrics import accuracy_metrics, latency_metrics, window_metrics
+from ela.measure.quality import verdict
+from ela.measure.trace import PowerTrace
+from ela.runtime import attention, engines
+from ela.runtime.data import Batches, EvalSplit, label_targets, load_split, tokenize
+from ela.runtime.device import (
     DTYPE,
     GpuInfo,
     autocast,
@@ -39,32 +66,7 @@ from ela.device import (
     synchronizer,
     tf32_state,
 )
-from ela.gpu_pool import claim, claim_gpu, other_holders, pinned
-from ela.measure import (
-    EnergyWindow,
-    Idle,
-    LatencyPasses,
-    energy_window,
-    idle_power,
-    latency_passes,
-    make_forward,
-    predict,
-    warmup,
-)
-from ela.meters import (
-    FakeCounter,
-    MeasurementError,
-    Meter,
-    NvmlCounter,
-    RaplCounter,
-    WindowMeter,
-    rapl_zones,
-    tick_period_s,
-)
-from ela.metrics import accuracy_metrics, latency_metrics, window_metrics
-from ela.models import apply_precision, load_model, model_labels, stock_kernels
-from ela.quality import verdict
-from ela.trace import PowerTrace
+from ela.runtime.models import apply_precision, load_model, model_labels, stock_kernels
 
 log = logging.getLogger(__name__)
 AGREEMENT_TOLERANCE = 0.005  # engines may differ from eager in the last bits; more than this is flagged
@@ -423,7 +425,7 @@ def score(job: JobConfig, raw: Raw) -> JobOutcome:
         )
     )
     if raw.trace is not None:
-        from ela.plots import power_trace_png  # matplotlib: imported only by jobs that draw
+        from ela.analysis.plots import power_trace_png  # matplotlib: imported only by jobs that draw
 
         out.files["power_trace.csv"] = _csv(raw.trace)
         out.files["power_trace.png"] = power_trace_png(raw.trace, f"{job.run_name}: {raw.meter.method}")

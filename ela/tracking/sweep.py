@@ -19,9 +19,9 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from ela import ElaError, interrupt
-from ela.environment import environment_tags
-from ela.report import format_table, runs_table
-from ela.tracking import PARENT_ENV, Tracker, one_line, tracking_uri
+from ela.tracking.environment import environment_tags
+from ela.tracking.report import format_table, runs_table
+from ela.tracking.store import PARENT_ENV, Tracker, one_line, tracking_uri
 
 _active: SweepCallback | None = None
 CLOSE_WAIT_S = 20.0  # after a stop request: how long workers get to close their own runs KILLED

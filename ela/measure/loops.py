@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import torch
 
 from ela import interrupt
-from ela.data import Batches
-from ela.meters import Meter, Window, settle
+from ela.measure.meters import Meter, Window, settle
+from ela.runtime.data import Batches
 
 Forward = Callable[[dict[str, torch.Tensor]], torch.Tensor]
 Clock = Callable[[], float]

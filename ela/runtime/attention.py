@@ -23,7 +23,7 @@ import torch
 
 from ela import ElaError
 from ela.config import PrecisionConfig
-from ela.device import require_half_cuda
+from ela.runtime.device import require_half_cuda
 
 VARLEN, TRITON = "padded_varlen", "padded_triton"  # no "flash" in a name: transformers would look for flash-attn
 NAMES = (VARLEN, TRITON)

@@ -14,8 +14,8 @@ import torch
 
 from ela import ElaError
 from ela.config import EngineConfig
-from ela.data import Batches
-from ela.measure import Forward, make_forward
+from ela.measure.loops import Forward, make_forward
+from ela.runtime.data import Batches
 
 
 def build(

@@ -7,7 +7,7 @@ import time
 
 import pandas as pd
 
-from ela.meters import EnergyCounter
+from ela.measure.meters import EnergyCounter
 
 
 class PowerTrace:

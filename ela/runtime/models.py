@@ -9,9 +9,10 @@ from pathlib import Path
 
 import torch
 
-from ela import ElaError, attention
+from ela import ElaError
 from ela.config import ModelConfig
-from ela.hub import require_hub
+from ela.runtime import attention
+from ela.runtime.hub import require_hub
 
 
 @dataclass

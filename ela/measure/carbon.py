@@ -19,7 +19,7 @@ from typing import Any
 
 from ela import ElaError
 from ela.config import CodeCarbonConfig
-from ela.meters import MeasurementError, Window, checked_window
+from ela.measure.meters import MeasurementError, Window, checked_window
 
 KWH_TO_J = 3.6e6
 

@@ -10,7 +10,7 @@ import torch
 
 from ela import ElaError
 from ela.config import DatasetConfig
-from ela.hub import require_hub
+from ela.runtime.hub import require_hub
 
 # File suffix -> `datasets` builder and the reader options it needs.
 BUILDERS = {

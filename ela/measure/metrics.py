@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ela.measure import EnergyWindow
-from ela.meters import dynamic_energy_j
+from ela.measure.loops import EnergyWindow
+from ela.measure.meters import dynamic_energy_j
 
 SHORT_WINDOW_S = 1.0  # NVML's counter ticks every ~100 ms: under 1 s a window sees < 10 ticks
 

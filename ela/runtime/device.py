@@ -129,7 +129,7 @@ def gpu_info(device: torch.device) -> GpuInfo:
     """Find the NVML handle of the CUDA device by UUID (robust to CUDA_VISIBLE_DEVICES ordering)."""
     import pynvml
 
-    from ela.gpu_pool import cuda_uuid
+    from ela.measure.gpu_pool import cuda_uuid
 
     pynvml.nvmlInit()
     uuid = cuda_uuid(device.index if device.index is not None else torch.cuda.current_device())

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ela import plots
+from ela.analysis import plots
 from ela.analyze import ACCURACY, COST, EMISSIONS, ENERGY, P90, Analysis
 
 # Summary columns: (column, header, format); "±" adds the CI half-width where there is one.

@@ -1,0 +1,1 @@
+"""`python -m ela.analyze`: load a sweep, aggregate, compare, find fronts, recommend, report, plot."""

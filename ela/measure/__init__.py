@@ -1,0 +1,1 @@
+"""How ela measures: timed loops, energy meters (NVML, RAPL, CodeCarbon), metrics, verdicts, device claims."""
