@@ -31,15 +31,15 @@ import statistics
 import time
 from pathlib import Path
 
-import pynvml
 import torch
 import yaml
 
 from ela.config import EngineConfig, ModelConfig, PrecisionConfig
 from ela.measure.loops import Forward, energy_window, idle_power, make_forward, predict, warmup
-from ela.measure.meters import NvmlCounter, WindowMeter
+from ela.measure.meters import WindowMeter
+from ela.measure.nvml import NvmlCounter, gpu_info
 from ela.runtime.data import Batches, tokenize
-from ela.runtime.device import DTYPE, autocast, gpu_info, set_tf32, synchronizer
+from ela.runtime.device import DTYPE, autocast, set_tf32, synchronizer
 from ela.runtime.engines import build
 from ela.runtime.models import apply_precision, load_model, stock_kernels
 
@@ -321,5 +321,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    pynvml.nvmlInit()
     main()

@@ -1,40 +1,69 @@
-"""Validate the resolved Hydra config into typed dataclasses before any expensive work."""
+"""The resolved Hydra config as typed dataclasses, each checking its own keys when built, before any work.
+
+Choice lists come from the module that owns each choice (engines, attention kernels, energy meters),
+so a new engine is added in one place. Every message names the key and what it accepts.
+"""
 
 from __future__ import annotations
 
-import hashlib
-import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from ela import ElaError
+from ela.measure.energy import KINDS as ENERGY_METERS
+from ela.runtime.attention import CHOICES as ATTENTION
+from ela.runtime.data import ORDERS
+from ela.runtime.device import AUTOCAST_DTYPES, DEVICES, DTYPE
+from ela.runtime.engines import COMPILE_MODES
+from ela.runtime.engines import NAMES as ENGINES
 
-DTYPES = ("float32", "float16", "bfloat16")
-ENGINES = ("eager", "compile", "cudagraph")
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
-DEVICES = ("auto", "cuda", "cpu")
-# transformers' own, then ela's (ela.attention; the names are repeated there)
-ATTENTION = (None, "sdpa", "eager", "flash_attention_2", "flex_attention", "padded_varlen", "padded_triton")
-# auto: nvml on a GPU; on a CPU, rapl where readable, else CodeCarbon's model over each window (tagged so)
-ENERGY_METERS = ("auto", "nvml", "rapl", "codecarbon", "fake", "none")
-# Keys that describe bookkeeping, not the measured work: excluded from the config hash.
-BOOKKEEPING = ("seed", "resume", "gpus", "tracking", "codecarbon", "hydra")
+
+def _check(ok: bool, key: str, value: Any, expected: str) -> None:
+    if not ok:
+        raise ElaError(f"invalid value {key}={value!r}: expected {expected}")
+
+
+def _positive_int(key: str, value: Any, minimum: int = 1) -> None:
+    ok = isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+    _check(ok, key, value, f"an integer >= {minimum}")
+
+
+def _flag(key: str, value: Any) -> None:
+    _check(isinstance(value, bool), key, value, "true | false")
+
+
+def _one_of(key: str, value: Any, choices: tuple) -> None:
+    _check(value in choices, key, value, " | ".join("null" if c is None else str(c) for c in choices))
 
 
 @dataclass(frozen=True)
 class ModelConfig:
+    """Which checkpoint, and how it is loaded."""
+
     name: str
-    path: str
+    path: str | None
     revision: str | None
     max_length: int
     attn_implementation: str | None
     allow_untrained_head: bool
 
+    def __post_init__(self) -> None:
+        if not self.path:
+            raise ElaError(
+                "model.path is not set: pass a Hub ID or a local checkpoint directory, "
+                "e.g. model=local model.path=/path/to/checkpoint (or set ELA_MODEL_PATH)"
+            )
+        _positive_int("model.max_length", self.max_length, 2)
+        _one_of("model.attn_implementation", self.attn_implementation, ATTENTION)
+        _flag("model.allow_untrained_head", self.allow_untrained_head)
+
 
 @dataclass(frozen=True)
 class DatasetConfig:
+    """Which labelled split, where it comes from, and how its labels map to the model's."""
+
     name: str
     path: str | None
     hub_id: str | None
@@ -48,26 +77,71 @@ class DatasetConfig:
     limit: int | None
     order: str
 
+    def __post_init__(self) -> None:
+        if not self.path and not self.hub_id:
+            raise ElaError(
+                "dataset has neither a local path nor a Hub ID: set dataset.path=/path/to/file_or_folder "
+                "(or ELA_SST2_PATH / ELA_DATA_PATH)"
+            )
+        if self.limit is not None:
+            _check(isinstance(self.limit, int) and self.limit >= 1, "dataset.limit", self.limit, "null or >= 1")
+        _one_of("dataset.order", self.order, ORDERS)
+        _check(
+            self.label_map is None
+            or (isinstance(self.label_map, dict) and all(isinstance(v, str) for v in self.label_map.values())),
+            "dataset.label_map",
+            self.label_map,
+            "null or a mapping from dataset label to model label name, e.g. {neg: negative, pos: positive}",
+        )
+
 
 @dataclass(frozen=True)
 class PrecisionConfig:
+    """The numeric format: weight dtype, autocast dtype, TF32 flags."""
+
     name: str
     weights_dtype: str
     autocast_dtype: str | None
     tf32: bool
 
+    def __post_init__(self) -> None:
+        _one_of("precision.weights_dtype", self.weights_dtype, tuple(DTYPE))
+        _one_of("precision.autocast_dtype", self.autocast_dtype, AUTOCAST_DTYPES)
+        _flag("precision.tf32", self.tf32)
+
 
 @dataclass(frozen=True)
 class EngineConfig:
+    """How the model is executed: eager, torch.compile, or captured CUDA graphs."""
+
     name: str
     compile_mode: str | None
     buckets: list[int] | None
     fullgraph: bool
     freezing: bool
 
+    def __post_init__(self) -> None:
+        _one_of("engine.name", self.name, ENGINES)
+        _check(  # only engine=compile reads it; other engines ignore it, so one sweep can mix engines
+            self.compile_mode in COMPILE_MODES or (self.compile_mode is None and self.name != "compile"),
+            "engine.compile_mode",
+            self.compile_mode,
+            " | ".join(COMPILE_MODES) + " (required with engine=compile)",
+        )
+        _check(
+            self.buckets is None or (bool(self.buckets) and all(isinstance(b, int) and b > 0 for b in self.buckets)),
+            "engine.buckets",
+            self.buckets,
+            "null or a list of positive sequence lengths such as [16,32,64,128]",
+        )
+        _flag("engine.fullgraph", self.fullgraph)
+        _flag("engine.freezing", self.freezing)
+
 
 @dataclass(frozen=True)
 class MeasureConfig:
+    """Warm-up, the latency passes and energy windows, idle power, the trace and the energy meter."""
+
     warmup_batches: int
     min_window_s: float
     repeats: int
@@ -79,24 +153,54 @@ class MeasureConfig:
     fake_power_w: float
     fp32_reference: bool
 
+    def __post_init__(self) -> None:
+        _positive_int("measure.warmup_batches", self.warmup_batches, 0)
+        _check(self.min_window_s > 0, "measure.min_window_s", self.min_window_s, "> 0 seconds")
+        _positive_int("measure.repeats", self.repeats)
+        _check(self.idle_max_settle_s >= 0, "measure.idle_max_settle_s", self.idle_max_settle_s, ">= 0 seconds")
+        _check(self.idle_window_s > 0, "measure.idle_window_s", self.idle_window_s, "> 0 seconds")
+        _check(self.trace_interval_s > 0, "measure.trace_interval_s", self.trace_interval_s, "> 0 seconds")
+        _one_of("measure.energy_meter", self.energy_meter, ENERGY_METERS)
+        _flag("measure.trace", self.trace)
+        _flag("measure.fp32_reference", self.fp32_reference)
+
 
 @dataclass(frozen=True)
 class CodeCarbonConfig:
+    """CodeCarbon's offline tracker: the grid it uses for emissions and how often it samples."""
+
     enabled: bool
     country_iso_code: str
     region: str | None
     measure_power_secs: float
     save_to_file: bool
 
+    def __post_init__(self) -> None:
+        code = self.country_iso_code
+        ok = isinstance(code, str) and len(code) == 3 and code.isalpha()
+        _check(ok, "codecarbon.country_iso_code", code, "a 3-letter ISO code such as USA, FRA, DEU")
+        _check(self.measure_power_secs > 0, "codecarbon.measure_power_secs", self.measure_power_secs, "> 0 seconds")
+        if self.enabled:  # an unknown grid would silently become a default intensity inside CodeCarbon
+            from ela.measure.carbon import check_grid
+
+            check_grid(code, self.region)
+
 
 @dataclass(frozen=True)
 class TrackingConfig:
+    """The MLflow store and experiment."""
+
     uri: str | None
     experiment: str
+
+    def __post_init__(self) -> None:
+        _check(bool(self.experiment), "tracking.experiment", self.experiment, "a non-empty name")
 
 
 @dataclass(frozen=True)
 class JobConfig:
+    """One job, validated: every section above plus the plain keys."""
+
     model: ModelConfig
     dataset: DatasetConfig
     precision: PrecisionConfig
@@ -110,9 +214,25 @@ class JobConfig:
     codecarbon: CodeCarbonConfig
     tracking: TrackingConfig
 
+    def __post_init__(self) -> None:
+        _positive_int("batch", self.batch)
+        _positive_int("seed", self.seed, 0)
+        _one_of("device", self.device, DEVICES)
+        _flag("resume", self.resume)
+        _check(
+            self.gpus is None
+            or self.gpus == "all"
+            or (isinstance(self.gpus, list) and all(isinstance(g, int) for g in self.gpus)),
+            "gpus",
+            self.gpus,
+            "null | all | a list of CUDA device indices such as [0,1]",
+        )
+
     @property
     def run_name(self) -> str:
         """Short, readable run name, e.g. `fp16-b8-s0`."""
+        from ela.tracking.identity import run_name
+
         return run_name(self.precision.name, self.batch, self.seed, self.engine.name)
 
 
@@ -125,7 +245,7 @@ SECTIONS = {
     "codecarbon": CodeCarbonConfig,
     "tracking": TrackingConfig,
 }
-PLAIN_KEYS = {"batch": int, "seed": int, "device": str, "resume": bool}
+PLAIN_KEYS = ("batch", "seed", "device", "resume", "gpus")
 
 
 def to_container(cfg: DictConfig) -> dict[str, Any]:
@@ -138,163 +258,29 @@ def to_container(cfg: DictConfig) -> dict[str, Any]:
 def _section(name: str, cls: type, raw: Any) -> Any:
     if not isinstance(raw, dict):
         raise ElaError(f"config key '{name}' must be a mapping, got {raw!r}")
-    fields = cls.__dataclass_fields__
-    unknown = sorted(set(raw) - set(fields))
+    known = [f.name for f in fields(cls)]
+    unknown = sorted(set(raw) - set(known))
     if unknown:
         raise ElaError(
             f"unknown config key(s) {', '.join(f'{name}.{k}' for k in unknown)}; "
-            f"known keys of '{name}': {', '.join(fields)}"
+            f"known keys of '{name}': {', '.join(known)}"
         )
-    missing = sorted(set(fields) - set(raw))
+    missing = sorted(set(known) - set(raw))
     if missing:
         raise ElaError(f"missing config key(s) {', '.join(f'{name}.{k}' for k in missing)}")
     return cls(**raw)
-
-
-def _check(ok: bool, key: str, value: Any, expected: str) -> None:
-    if not ok:
-        raise ElaError(f"invalid value {key}={value!r}: expected {expected}")
 
 
 def validate(cfg: DictConfig | dict[str, Any]) -> JobConfig:
     """Turn the resolved config into a JobConfig, or raise ElaError naming the bad key."""
     data = to_container(cfg) if isinstance(cfg, DictConfig) else dict(cfg)
     data.pop("hydra", None)
-    unknown = sorted(set(data) - set(SECTIONS) - set(PLAIN_KEYS) - {"gpus"})
+    unknown = sorted(set(data) - set(SECTIONS) - set(PLAIN_KEYS))
     if unknown:
         raise ElaError(f"unknown config key(s): {', '.join(unknown)}")
-    for key, typ in PLAIN_KEYS.items():
-        value = data.get(key)
-        _check(isinstance(value, typ) and (typ is bool or not isinstance(value, bool)), key, value, typ.__name__)
+    plain = {k: data.get(k) for k in PLAIN_KEYS}
+    _check(isinstance(plain["batch"], int) and not isinstance(plain["batch"], bool), "batch", plain["batch"], "int")
+    _check(isinstance(plain["seed"], int) and not isinstance(plain["seed"], bool), "seed", plain["seed"], "int")
+    _check(isinstance(plain["device"], str), "device", plain["device"], " | ".join(DEVICES))
     sections = {name: _section(name, cls, data.get(name)) for name, cls in SECTIONS.items()}
-    job = JobConfig(**sections, **{k: data[k] for k in PLAIN_KEYS}, gpus=data.get("gpus"))
-
-    _check(job.batch >= 1, "batch", job.batch, "an integer >= 1")
-    _check(job.seed >= 0, "seed", job.seed, "an integer >= 0")
-    _check(job.device in DEVICES, "device", job.device, " | ".join(DEVICES))
-    _check(
-        job.gpus is None
-        or job.gpus == "all"
-        or (isinstance(job.gpus, list) and all(isinstance(g, int) for g in job.gpus)),
-        "gpus",
-        job.gpus,
-        "null | all | a list of CUDA device indices such as [0,1]",
-    )
-    m, d, p, me = job.model, job.dataset, job.precision, job.measure
-    if not m.path:
-        raise ElaError(
-            "model.path is not set: pass a Hub ID or a local checkpoint directory, "
-            "e.g. model=local model.path=/path/to/checkpoint (or set ELA_MODEL_PATH)"
-        )
-    _check(isinstance(m.max_length, int) and m.max_length >= 2, "model.max_length", m.max_length, "an integer >= 2")
-    if not d.path and not d.hub_id:
-        raise ElaError(
-            "dataset has neither a local path nor a Hub ID: set dataset.path=/path/to/file_or_folder "
-            "(or ELA_SST2_PATH / ELA_DATA_PATH)"
-        )
-    _check(d.limit is None or (isinstance(d.limit, int) and d.limit >= 1), "dataset.limit", d.limit, "null or >= 1")
-    _check(p.weights_dtype in DTYPES, "precision.weights_dtype", p.weights_dtype, " | ".join(DTYPES))
-    _check(
-        p.autocast_dtype in (None, "float16", "bfloat16"),
-        "precision.autocast_dtype",
-        p.autocast_dtype,
-        "null | float16 | bfloat16",
-    )
-    _check(isinstance(p.tf32, bool), "precision.tf32", p.tf32, "true | false")
-    e = job.engine
-    _check(e.name in ENGINES, "engine.name", e.name, " | ".join(ENGINES))
-    _check(  # only engine=compile reads it; other engines ignore it, so one sweep can mix engines
-        e.compile_mode in COMPILE_MODES or (e.compile_mode is None and e.name != "compile"),
-        "engine.compile_mode",
-        e.compile_mode,
-        " | ".join(COMPILE_MODES) + " (required with engine=compile)",
-    )
-    _check(
-        e.buckets is None or (bool(e.buckets) and all(isinstance(b, int) and b > 0 for b in e.buckets)),
-        "engine.buckets",
-        e.buckets,
-        "null or a list of positive sequence lengths such as [16,32,64,128]",
-    )
-    _check(isinstance(e.fullgraph, bool), "engine.fullgraph", e.fullgraph, "true | false")
-    _check(isinstance(e.freezing, bool), "engine.freezing", e.freezing, "true | false")
-    _check(d.order in ("original", "by_length"), "dataset.order", d.order, "original | by_length")
-    _check(
-        m.attn_implementation in ATTENTION,
-        "model.attn_implementation",
-        m.attn_implementation,
-        " | ".join(a or "null" for a in ATTENTION),
-    )
-    _check(me.warmup_batches >= 0, "measure.warmup_batches", me.warmup_batches, ">= 0")
-    _check(me.min_window_s > 0, "measure.min_window_s", me.min_window_s, "> 0 seconds")
-    _check(isinstance(me.repeats, int) and me.repeats >= 1, "measure.repeats", me.repeats, "an integer >= 1")
-    _check(me.idle_max_settle_s >= 0, "measure.idle_max_settle_s", me.idle_max_settle_s, ">= 0 seconds")
-    _check(me.trace_interval_s > 0, "measure.trace_interval_s", me.trace_interval_s, "> 0 seconds")
-    _check(me.idle_window_s > 0, "measure.idle_window_s", me.idle_window_s, "> 0 seconds")
-    _check(me.energy_meter in ENERGY_METERS, "measure.energy_meter", me.energy_meter, " | ".join(ENERGY_METERS))
-    _check(
-        d.label_map is None
-        or (isinstance(d.label_map, dict) and all(isinstance(v, str) for v in d.label_map.values())),
-        "dataset.label_map",
-        d.label_map,
-        "null or a mapping from dataset label to model label name, e.g. {neg: negative, pos: positive}",
-    )
-    cc = job.codecarbon
-    _check(
-        isinstance(cc.country_iso_code, str) and len(cc.country_iso_code) == 3 and cc.country_iso_code.isalpha(),
-        "codecarbon.country_iso_code",
-        cc.country_iso_code,
-        "a 3-letter ISO code such as USA, FRA, DEU",
-    )
-    _check(cc.measure_power_secs > 0, "codecarbon.measure_power_secs", cc.measure_power_secs, "> 0 seconds")
-    if cc.enabled:  # an unknown grid would silently become a default intensity inside CodeCarbon
-        from ela.measure.carbon import check_grid
-
-        check_grid(cc.country_iso_code, cc.region)
-    _check(bool(job.tracking.experiment), "tracking.experiment", job.tracking.experiment, "a non-empty name")
-    return job
-
-
-def run_name(precision: str, batch: object, seed: object, engine: str = "eager", extra: tuple[str, ...] = ()) -> str:
-    """`fp16-b8-s0`, `fp16-b8-compile-s0` for a non-eager engine, `fp16-b8-attn_implementation=eager-s0` with
-    another swept key (extra)."""
-    middle = "".join(f"-{x}" for x in ([] if engine in ("eager", None) else [engine]) + list(extra))
-    return f"{precision}-b{batch}{middle}-s{seed}"
-
-
-AXES_ENV = "ELA_SWEEP_AXES"  # the keys a sweep varies, set by its sweeper for every job's run name
-NAMED = {"precision", "batch", "seed", "engine", "engine.name", "resume"}  # already in every run name
-
-
-def swept_labels(overrides: list[str], axes: str | None) -> tuple[str, ...]:
-    """`key=value` (last part of the key) for each of this job's overrides that the sweep varies."""
-    keys = set((axes or "").split(",")) - NAMED - {""}
-    out = []
-    for o in overrides:
-        key, _, value = o.lstrip("+~").partition("=")
-        if key in keys:
-            out.append(f"{key.rsplit('.', 1)[-1]}={value}")
-    return tuple(out)
-
-
-def config_hash(data: dict[str, Any], with_seed: bool = False) -> str:
-    """Hash of everything that defines the measured work: not bookkeeping, and not the seed unless asked
-    (without: groups the seeds of one configuration; with: identifies one job, for resume)."""
-    work = {k: v for k, v in data.items() if k not in BOOKKEEPING or (with_seed and k == "seed")}
-    return hashlib.sha256(json.dumps(work, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """`{"a": {"b": 1}}` -> `{"a.b": 1}`, for MLflow params."""
-    out: dict[str, Any] = {}
-    for key, value in data.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out.update(flatten(value, f"{name}."))
-        else:
-            out[name] = value
-    return out
-
-
-def job_dict(job: JobConfig) -> dict[str, Any]:
-    """The validated config as a plain dict."""
-    return asdict(job)
+    return JobConfig(**sections, **plain)

@@ -22,9 +22,10 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from ela import ElaError, interrupt
-from ela.config import AXES_ENV, config_hash, flatten, run_name, swept_labels, to_container, validate
+from ela.config import to_container, validate
 from ela.measure.gpu_pool import visible_gpu_count
 from ela.tracking.environment import environment_tags
+from ela.tracking.identity import AXES_ENV, config_hash, flatten, run_name, swept_labels
 from ela.tracking.report import summary_line
 from ela.tracking.store import PARENT_ENV, Tracker, one_line, tracking_uri
 

@@ -6,7 +6,8 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from ela import ElaError
-from ela.config import config_hash, to_container, validate
+from ela.config import to_container, validate
+from ela.tracking.identity import config_hash
 
 PRECISIONS = ["fp32", "tf32", "fp16", "bf16", "fp16_pure", "bf16_pure"]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ela.config import BOOKKEEPING
+from ela.tracking.identity import BOOKKEEPING
 
 HASH = "tags.ela.config_hash"
 PRECISION = "params.precision.name"

@@ -15,11 +15,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ela import ElaError
-from ela.config import CodeCarbonConfig
 from ela.measure.meters import MeasurementError, Window, checked_window
+
+if TYPE_CHECKING:  # config imports this module's choices: no import of config at run time
+    from ela.config import CodeCarbonConfig
 
 KWH_TO_J = 3.6e6
 

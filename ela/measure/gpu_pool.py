@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ela import ElaError, interrupt
+from ela.measure.nvml import cuda_uuid, host_uuids
 
 _pinned: str | None = None  # the GPU this process was pinned to by its first claim
 LOCK_DIR = Path(os.environ.get("ELA_GPU_LOCK_DIR", Path(tempfile.gettempdir()) / "ela-gpu-locks"))
@@ -139,27 +140,7 @@ def visible_gpu_count() -> int:
 
 
 def _visible() -> list[str]:
-    return visible_uuids(os.environ.get("CUDA_VISIBLE_DEVICES"), _host_uuids())
-
-
-def _host_uuids() -> list[str]:
-    try:
-        import pynvml
-
-        pynvml.nvmlInit()
-        return [
-            pynvml.nvmlDeviceGetUUID(pynvml.nvmlDeviceGetHandleByIndex(i)) for i in range(pynvml.nvmlDeviceGetCount())
-        ]
-    except Exception as err:  # noqa: BLE001 - no driver, no library: the same answer for the user
-        raise ElaError(f"gpus= needs CUDA GPUs, and NVML finds none here ({type(err).__name__}: {err})") from err
-
-
-def cuda_uuid(index: int) -> str:
-    """NVML-style UUID ("GPU-...") of a CUDA device."""
-    import torch
-
-    uuid = str(torch.cuda.get_device_properties(index).uuid)
-    return uuid if uuid.startswith("GPU-") else f"GPU-{uuid}"
+    return visible_uuids(os.environ.get("CUDA_VISIBLE_DEVICES"), host_uuids())
 
 
 def _cuda_index(uuid: str) -> int:

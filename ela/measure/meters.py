@@ -43,25 +43,6 @@ class Window:
         return self.energy_j / self.duration_s
 
 
-class NvmlCounter:
-    """NVML's total-energy counter (`nvmlDeviceGetTotalEnergyConsumption`, mJ, Volta+) of one GPU."""
-
-    method = "nvml-counter"
-
-    def __init__(self, handle: object) -> None:
-        import pynvml
-
-        self._nvml = pynvml
-        self._handle = handle
-
-    def read_j(self) -> float:
-        return self._nvml.nvmlDeviceGetTotalEnergyConsumption(self._handle) / 1000.0
-
-    def read_power_w(self) -> float:
-        """NVML's current power reading (for settling and traces, never for window energy)."""
-        return self._nvml.nvmlDeviceGetPowerUsage(self._handle) / 1000.0
-
-
 class FakeCounter:
     """Test double: a counter that integrates a constant power over wall-clock time."""
 

@@ -18,15 +18,20 @@ starts, and the model's predictions are compared with eager transformers' (`agre
 from __future__ import annotations
 
 import functools
+from typing import TYPE_CHECKING
 
 import torch
 
 from ela import ElaError
-from ela.config import PrecisionConfig
 from ela.runtime.device import require_half_cuda
+
+if TYPE_CHECKING:  # config imports this module's choices: no import of config at run time
+    from ela.config import PrecisionConfig
 
 VARLEN, TRITON = "padded_varlen", "padded_triton"  # no "flash" in a name: transformers would look for flash-attn
 NAMES = (VARLEN, TRITON)
+TRANSFORMERS = ("sdpa", "eager", "flash_attention_2", "flex_attention")  # transformers' own
+CHOICES = (None, *TRANSFORMERS, *NAMES)  # model.attn_implementation (null: transformers' default)
 TRITON_MAX_LEN = 128  # the S x S fp32 score tile of one program must fit in registers
 TRITON_WARPS: int | None = None  # None: 4 warps per program, 8 from S > 64 (benchmarks/attention.py)
 

@@ -5,13 +5,17 @@ from __future__ import annotations
 import csv
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from ela import ElaError
-from ela.config import DatasetConfig
 from ela.runtime.hub import require_hub
 
+if TYPE_CHECKING:  # config imports this module's choices: no import of config at run time
+    from ela.config import DatasetConfig
+
+ORDERS = ("original", "by_length")  # dataset.order: batch in file order, or sorted by token length
 # File suffix -> `datasets` builder and the reader options it needs.
 BUILDERS = {
     ".tsv": ("csv", {"sep": "\t", "quoting": csv.QUOTE_NONE, "keep_default_na": False}),

@@ -1,48 +1,21 @@
-"""Pick the device, apply a precision honestly, and describe the GPU (NVML by UUID)."""
+"""Pick the device and apply a precision honestly: TF32 flags, autocast, refusals before any work."""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
 from ela import ElaError
-from ela.config import PrecisionConfig
+
+if TYPE_CHECKING:  # config imports this module's choices: no import of config at run time
+    from ela.config import PrecisionConfig
 
 DTYPE = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-
-
-@dataclass(frozen=True)
-class GpuInfo:
-    """The GPU a job runs on, as NVML names it (mapped from the CUDA device by UUID)."""
-
-    name: str
-    uuid: str
-    nvml_index: int
-    driver: str
-    cuda_driver: str
-    power_limit_w: float
-    handle: object
-
-    def tags(self) -> dict[str, str]:
-        """MLflow tags naming the card."""
-        import pynvml
-
-        try:
-            persistence = "on" if pynvml.nvmlDeviceGetPersistenceMode(self.handle) else "off"
-        except pynvml.NVMLError:
-            persistence = "unknown"
-        return {
-            "gpu.name": self.name,
-            "gpu.uuid": self.uuid,
-            "gpu.nvml_index": str(self.nvml_index),
-            "gpu.driver": self.driver,
-            "gpu.cuda_driver": self.cuda_driver,
-            "gpu.power_limit_w": f"{self.power_limit_w:.0f}",
-            "gpu.persistence_mode": persistence,
-        }
+AUTOCAST_DTYPES = (None, "float16", "bfloat16")
+DEVICES = ("auto", "cuda", "cpu")
 
 
 def resolve_device(requested: str, index: int | None = None) -> torch.device:
@@ -123,39 +96,6 @@ def synchronizer(device: torch.device) -> Callable[[], None]:
     if device.type == "cuda":
         return lambda: torch.cuda.synchronize(device)
     return lambda: None
-
-
-def gpu_info(device: torch.device) -> GpuInfo:
-    """Find the NVML handle of the CUDA device by UUID (robust to CUDA_VISIBLE_DEVICES ordering)."""
-    import pynvml
-
-    from ela.measure.gpu_pool import cuda_uuid
-
-    pynvml.nvmlInit()
-    uuid = cuda_uuid(device.index if device.index is not None else torch.cuda.current_device())
-    handle = pynvml.nvmlDeviceGetHandleByUUID(uuid)
-    return GpuInfo(
-        name=pynvml.nvmlDeviceGetName(handle),
-        uuid=uuid,
-        nvml_index=pynvml.nvmlDeviceGetIndex(handle),
-        driver=pynvml.nvmlSystemGetDriverVersion(),
-        cuda_driver=str(pynvml.nvmlSystemGetCudaDriverVersion_v2()),
-        power_limit_w=pynvml.nvmlDeviceGetEnforcedPowerLimit(handle) / 1000.0,
-        handle=handle,
-    )
-
-
-def card_state(gpu: GpuInfo) -> dict[str, float]:
-    """Clocks, temperature and power limit right now (read between windows, never inside one)."""
-    import pynvml
-
-    h = pynvml
-    return {
-        "sm_clock_mhz": float(h.nvmlDeviceGetClockInfo(gpu.handle, h.NVML_CLOCK_SM)),
-        "mem_clock_mhz": float(h.nvmlDeviceGetClockInfo(gpu.handle, h.NVML_CLOCK_MEM)),
-        "temp_c": float(h.nvmlDeviceGetTemperature(gpu.handle, h.NVML_TEMPERATURE_GPU)),
-        "power_limit_w": h.nvmlDeviceGetEnforcedPowerLimit(gpu.handle) / 1000.0,
-    }
 
 
 @contextlib.contextmanager

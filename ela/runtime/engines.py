@@ -9,13 +9,20 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
 
 from ela import ElaError
-from ela.config import EngineConfig
 from ela.measure.loops import Forward, make_forward
 from ela.runtime.data import Batches
+
+if TYPE_CHECKING:  # config imports this module's choices: no import of config at run time
+    from ela.config import EngineConfig
+
+
+NAMES = ("eager", "compile", "cudagraph")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 def build(

@@ -6,13 +6,16 @@ import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from ela import ElaError
-from ela.config import ModelConfig
 from ela.runtime import attention
 from ela.runtime.hub import require_hub
+
+if TYPE_CHECKING:  # config imports this module's choices: no import of config at run time
+    from ela.config import ModelConfig
 
 
 @dataclass

@@ -22,7 +22,7 @@ from hydra.core.override_parser.types import Override
 from omegaconf import OmegaConf, open_dict
 
 from ela import ElaError, interrupt
-from ela.config import AXES_ENV
+from ela.tracking.identity import AXES_ENV
 
 
 class InterleavedSweeper(BasicSweeper):

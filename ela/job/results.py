@@ -1,0 +1,59 @@
+"""What a job measured (`Raw`, before any arithmetic) and what it logs (`JobOutcome`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+import torch
+
+from ela.measure.carbon import CarbonRecord
+from ela.measure.energy import MeterChoice
+from ela.measure.loops import EnergyWindow, Idle, LatencyPasses
+from ela.runtime.data import Batches, EvalSplit
+
+
+@dataclass
+class JobOutcome:
+    """What a job logs: metrics, tags and artifact files by name."""
+
+    metrics: dict[str, float] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    files: dict[str, str | bytes] = field(default_factory=dict)
+
+
+@dataclass
+class Loaded:
+    """The split, its batches on the device and the model, ready to run."""
+
+    split: EvalSplit
+    batches: Batches
+    targets: torch.Tensor  # model output index of each sample, in batch order
+    label_map: dict[str, int]  # dataset label -> model output index
+    model_source: str
+    newly_initialized: list[str]
+    attn_implementation: str
+
+
+@dataclass
+class Raw:
+    """Everything a job measured, in the units it was measured in."""
+
+    loaded: Loaded
+    meter: MeterChoice
+    device_type: str
+    reference: torch.Tensor | None  # fp32 predictions (untimed)
+    eager_ref: torch.Tensor | None  # transformers' eager predictions in this precision (untimed)
+    setup_s: float
+    idle: Idle | None
+    tick_s: float | None
+    lat: LatencyPasses
+    windows: list[EnergyWindow]
+    state_start: dict[str, float]
+    state_end: dict[str, float]
+    host_other_cpu_share: float | None
+    other_ela_jobs: int
+    tf32: str
+    peak_mb: float
+    trace: pd.DataFrame | None = None
+    carbon: CarbonRecord | str | None = None  # the whole-job record, or why it was left out

@@ -1,0 +1,172 @@
+"""Score a job: what it measured (`Raw`) into metrics, a verdict, tags and artifacts. No device work."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+
+import numpy as np
+import pandas as pd
+
+from ela import schema as s
+from ela.config import EngineConfig, JobConfig
+from ela.job.results import JobOutcome, Raw
+from ela.measure.carbon import CarbonRecord
+from ela.measure.energy import SCOPE
+from ela.measure.metrics import accuracy_metrics, latency_metrics, window_metrics
+from ela.measure.quality import verdict
+
+log = logging.getLogger(__name__)
+AGREEMENT_TOLERANCE = 0.005  # engines may differ from eager in the last bits; more than this is flagged
+
+
+def score(job: JobConfig, raw: Raw) -> JobOutcome:
+    """Metrics, tags and artifacts from what a job measured."""
+    out, loaded = JobOutcome(), raw.loaded
+    m, warnings = out.metrics, loaded.split.warnings(job.dataset.limit)
+    logits, batches = raw.lat.logits, loaded.batches
+    m.update(accuracy_metrics(logits, loaded.targets, raw.reference))
+    if job.precision.name == "fp32" and job.measure.fp32_reference:
+        m[s.AGREE_FP32] = 1.0  # this run is the fp32 reference
+    if raw.eager_ref is not None:
+        m[s.AGREE_EAGER] = float((logits.argmax(-1) == raw.eager_ref).float().mean())
+        if m[s.AGREE_EAGER] < 1.0 - AGREEMENT_TOLERANCE:
+            warnings.append(
+                f"engine={job.engine.name}, attn_implementation={job.model.attn_implementation}: predictions agree "
+                f"with transformers' eager reference on only {m[s.AGREE_EAGER]:.4f} of samples"
+            )
+    lat_m, lat_warnings = latency_metrics(raw.lat.batch_ms, batches.num_samples, raw.lat.duration_s)
+    window_m, window_warnings = window_metrics(raw.windows, raw.idle.power_w if raw.idle else None, raw.tick_s)
+    m.update({**lat_m, **window_m})
+    warnings += lat_warnings + window_warnings
+    m[s.LATENCY_COST_RATIO] = m["synced_ms_per_sample"] / m[s.COST]
+    m.update(
+        {
+            "engine_setup_s": raw.setup_s,
+            "padding_fraction": batches.padding_fraction,
+            "distinct_shapes": len(batches.shapes),
+            "other_ela_jobs": raw.other_ela_jobs,
+            "mean_token_length": float(np.mean(batches.token_lengths)),
+            "peak_memory_mb": raw.peak_mb,
+            **{f"gpu_{k}_start": v for k, v in raw.state_start.items()},
+            **{f"gpu_{k}_end": v for k, v in raw.state_end.items()},
+        }
+    )
+    if raw.host_other_cpu_share is not None:
+        m["host_other_cpu_share"] = raw.host_other_cpu_share
+    if raw.idle is not None:
+        m["idle_settle_s"] = raw.idle.settle_s
+    if raw.tick_s:
+        m["nvml_counter_tick_ms"] = raw.tick_s * 1000
+    _carbon(out, raw.carbon, job)
+    for w in warnings:
+        log.warning("%s: %s", job.run_name, w)
+    out.tags.update(_tags(job, raw, warnings))
+    level, reasons = verdict(m)
+    out.tags.update({"ela.verdict": level, "ela.verdict_reasons": "; ".join(reasons) or "none"})
+    out.files.update(_files(job, raw))
+    return out
+
+
+def _tags(job: JobConfig, raw: Raw, warnings: list[str]) -> dict[str, str]:
+    """What the job ran on and how each figure was obtained."""
+    loaded, meter = raw.loaded, raw.meter
+    tags = {
+        "ela.tf32": raw.tf32,
+        "ela.device": raw.device_type,
+        "ela.model_source": loaded.model_source,
+        "ela.dataset_source": loaded.split.source,
+        "ela.dataset_rows": str(loaded.split.rows),
+        "ela.untrained_head": str(bool(loaded.newly_initialized)).lower(),
+        "ela.attn_implementation": loaded.attn_implementation,
+        "ela.label_map": json.dumps(loaded.label_map),
+        "ela.engine": engine_label(job.engine),
+        "ela.energy_scope": SCOPE.get(meter.kind, "none"),
+        "ela.method.latency": "perf_counter, device synchronised around every batch, passes over "
+        f">= {job.measure.min_window_s:g} s; stall = > 3x the batch's best time",
+        "ela.method.cost": "energy windows: window time / samples, whole passes, no per-batch synchronisation",
+        "ela.method.energy": meter.method,
+        "ela.method.peak_memory": "cuda-max-allocated" if raw.device_type == "cuda" else "process-peak-rss",
+        "ela.method.accuracy": "argmax of logits from the first latency pass vs dataset labels",
+    }
+    if warnings:
+        tags["ela.warning"] = "; ".join(warnings)
+    if loaded.newly_initialized:
+        tags["ela.newly_initialized_weights"] = ",".join(loaded.newly_initialized)
+    if meter.note:
+        tags["ela.method.energy_note"] = meter.note
+    if meter.gpu is not None:
+        tags.update(meter.gpu.tags())
+    return tags
+
+
+def _carbon(out: JobOutcome, record: CarbonRecord | str | None, job: JobConfig) -> None:
+    """CodeCarbon's whole-job figures; an invalid record is tagged and left out."""
+    if record is None:
+        return
+    if isinstance(record, str):
+        out.tags["ela.invalid.codecarbon"] = record
+        log.warning("CodeCarbon figures left out: %s", record)
+        return
+    out.metrics.update(
+        {
+            s.CODECARBON_KWH: record.energy_kwh,
+            "codecarbon_cpu_energy_kwh": record.cpu_energy_kwh,
+            "codecarbon_ram_energy_kwh": record.ram_energy_kwh,
+            "codecarbon_gpu_energy_kwh": record.gpu_energy_kwh,
+            "codecarbon_duration_s": record.duration_s,
+            s.EMISSIONS_G: record.emissions_g,
+        }
+    )
+    out.tags.update({f"ela.method.codecarbon_{k}": v for k, v in record.methods.items()})
+    out.tags["ela.method.emissions"] = f"codecarbon-offline({job.codecarbon.country_iso_code}), whole job"
+    out.files["codecarbon.json"] = json.dumps(record.raw, indent=2, default=str)
+
+
+def _files(job: JobConfig, raw: Raw) -> dict[str, str | bytes]:
+    """Per-sample predictions, every timed batch, every window, and the power trace."""
+    loaded = raw.loaded
+    probs = raw.lat.logits.softmax(-1)
+    table = pd.DataFrame(
+        {
+            "index": loaded.batches.indices,
+            "token_length": loaded.batches.token_lengths,
+            "label": loaded.targets.numpy(),
+            "prediction": probs.argmax(-1).numpy(),
+            "confidence": probs.max(-1).values.numpy(),
+        }
+    )
+    if raw.reference is not None:
+        table["prediction_fp32"] = raw.reference.numpy()
+    batches = [(p, b, ms) for p, row in enumerate(raw.lat.batch_ms) for b, ms in enumerate(row)]
+    windows = {
+        "duration_s": [w.duration_s for w in raw.windows],
+        "passes": [w.passes for w in raw.windows],
+        "samples": [w.samples for w in raw.windows],
+        "energy_j": [w.window.energy_j if w.window else None for w in raw.windows],
+    }
+    files: dict[str, str | bytes] = {
+        "predictions.csv": _csv(table.sort_values("index")),
+        "batch_latency_ms.csv": _csv(pd.DataFrame(batches, columns=["pass", "batch", "latency_ms"])),
+        "energy_windows.csv": _csv(pd.DataFrame(windows)),
+    }
+    if raw.trace is not None:
+        from ela.measure.trace import power_trace_png  # matplotlib: imported only by jobs that draw
+
+        files["power_trace.csv"] = _csv(raw.trace)
+        files["power_trace.png"] = power_trace_png(raw.trace, f"{job.run_name}: {raw.meter.method}")
+    return files
+
+
+def engine_label(engine: EngineConfig) -> str:
+    """e.g. `eager`, `compile(reduce-overhead)`, `compile(max-autotune,freezing)`."""
+    if engine.name != "compile":
+        return engine.name
+    return f"compile({engine.compile_mode}{',freezing' if engine.freezing else ''})"
+
+
+def _csv(df: pd.DataFrame) -> str:
+    buf = io.StringIO()
+    df.to_csv(buf, index=False)
+    return buf.getvalue()

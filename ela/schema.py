@@ -1,0 +1,282 @@
+"""Every metric, tag and artifact ela logs, with its unit and how it is obtained: the one source of names.
+
+Jobs, the sweep table, the analysis, the plots and the README's tables take names, headers and formats
+from here. `python -m ela.schema` prints the README's tables; tests/test_schema.py checks the README
+against them and every metric a real job logs against `METRIC_NAMES`.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+# Names the code refers to (the rest appear only in the tables below).
+ACCURACY, AGREE_FP32, AGREE_EAGER = "accuracy", "agreement_with_fp32", "agreement_with_eager"
+COST, THROUGHPUT = "cost_ms_per_sample", "throughput_samples_per_s"
+P50, P90, P99 = "batch_latency_ms_p50", "batch_latency_ms_p90", "batch_latency_ms_p99"
+STALLED_SHARE, LATENCY_COST_RATIO = "stalled_batch_share", "latency_cost_ratio"
+ENERGY, DYNAMIC_ENERGY, WINDOW_ENERGY = "energy_j_per_sample", "dynamic_energy_j_per_sample", "window_energy_j"
+AVG_POWER, IDLE_POWER, WINDOWS = "avg_power_w", "idle_power_w", "energy_windows"
+EMISSIONS_G, CODECARBON_KWH = "emissions_g", "codecarbon_energy_kwh"
+EMISSIONS, ENERGY_PER_CORRECT = "emissions_mg_per_sample", "energy_per_correct_j"
+SPEEDUP, ENERGY_SAVING = "speedup_vs_fp32", "energy_saving_vs_fp32"
+SPREAD = ("_sd", "_cv")  # suffixes of metrics logged with their spread across energy windows
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One row of the metric table: the names it covers, their unit, and how they are obtained."""
+
+    names: tuple[str, ...]
+    unit: str
+    how: str
+    spread: bool = False  # also logged as <name>_sd and <name>_cv across the energy windows
+    shown: str = ""  # how the row names itself in the README, where listing every name would not read
+
+    def all_names(self) -> list[str]:
+        """Every metric name this row stands for."""
+        return [n + s for n in self.names for s in ("", *(SPREAD if self.spread else ()))]
+
+    def row(self) -> str:
+        """The README's Markdown row."""
+        names = self.shown or ", ".join(f"`{n}`" for n in self.names)
+        spread = " (`_sd`, `_cv`)" if self.spread else ""
+        return f"| {names}{spread} | {self.unit} | {self.how} |"
+
+
+GPU_STATE = [
+    f"gpu_{k}_{e}" for k in ("sm_clock_mhz", "mem_clock_mhz", "temp_c", "power_limit_w") for e in ("start", "end")
+]
+JOB = (
+    Metric((ACCURACY,), "fraction", "argmax of the first latency pass's logits vs dataset labels"),
+    Metric((AGREE_FP32,), "fraction", "same predictions as the job's untimed fp32 pass (1.0 for fp32 itself)"),
+    Metric(
+        (COST,),
+        "ms",
+        "**headline cost**: energy window time / samples in it, no per-batch sync; mean over windows",
+        True,
+    ),
+    Metric(
+        (P50, P90, P99, "batch_latency_ms_mean"),
+        "ms per batch",
+        "**headline latency**: `perf_counter` around each batch, device synchronised before and after, over every "
+        "latency pass",
+    ),
+    Metric(
+        ("latency_passes", "latency_window_s"),
+        "passes, s",
+        "how many synchronised passes were timed, and how long they took together (≥ `min_window_s`)",
+    ),
+    Metric(
+        ("stalled_batches", STALLED_SHARE),
+        "count, fraction",
+        "timed batches that took > 3x the same batch's best time over the passes (one pass: > 3x the median batch)",
+    ),
+    Metric(
+        ("synced_ms_per_sample", LATENCY_COST_RATIO),
+        "ms, ratio",
+        "all synchronised batch time / samples timed; its ratio to the cost (1 = per-batch sync costs nothing)",
+    ),
+    Metric(
+        (THROUGHPUT,), "samples/s", "energy windows: samples / window length; mean over windows (1000 / cost)", True
+    ),
+    Metric(
+        ("energy_window_s", "energy_window_passes", WINDOWS),
+        "s, passes, count",
+        "length and size of the energy windows (`energy_window_s` also has `_sd`, `_cv`)",
+    ),
+    Metric(
+        (WINDOW_ENERGY,),
+        "J per window",
+        "the meter's difference across a window: NVML `nvmlDeviceGetTotalEnergyConsumption` on the job's GPU "
+        "(mapped by UUID), RAPL package (+DRAM) counters, or CodeCarbon's CPU+RAM model (`ela.method.energy`, "
+        "`ela.energy_scope`)",
+    ),
+    Metric((ENERGY,), "J", "window energy / samples in it; mean over windows", True),
+    Metric(
+        (IDLE_POWER,),
+        "W",
+        "the meter over `idle_window_s` of sleep with the model loaded, once power has stopped falling (GPU)",
+    ),
+    Metric(("idle_settle_s",), "s", "how long power took to stop falling (two 0.5 s steps without a >1% drop; capped)"),
+    Metric(
+        ("nvml_counter_tick_ms", "energy_window_ticks_min"),
+        "ms, ticks",
+        "how often the counter moved (polled for 0.6 s before the windows); the fewest ticks any window spanned "
+        "(< 10 is flagged)",
+    ),
+    Metric((AVG_POWER,), "W", "window energy / window length"),
+    Metric(("dynamic_energy_j",), "J", "gross − idle power × window length"),
+    Metric((DYNAMIC_ENERGY,), "J", "per sample, gross − idle power × window length", True),
+    Metric(
+        ("host_other_cpu_share", "other_ela_jobs"),
+        "fraction, count",
+        "CPU time of other processes during the windows / host capacity (`/proc/stat` minus this process); other "
+        "ela jobs holding a device lock on this host",
+    ),
+    Metric(
+        tuple(GPU_STATE),
+        "MHz, °C, W",
+        "NVML, read before the first and after the last window (ela never changes clocks or limits)",
+        shown="`gpu_{sm_clock_mhz,mem_clock_mhz,temp_c,power_limit_w}_{start,end}`",
+    ),
+    Metric(
+        (CODECARBON_KWH, "codecarbon_cpu_energy_kwh", "codecarbon_ram_energy_kwh", "codecarbon_gpu_energy_kwh"),
+        "kWh",
+        "CodeCarbon, whole job; CPU is RAPL where present, else modelled (tag says which); RAM is always modelled",
+    ),
+    Metric(("codecarbon_duration_s",), "s", "the span CodeCarbon tracked (the whole job)"),
+    Metric((EMISSIONS_G,), "g CO2e", "CodeCarbon, whole job, offline grid intensity of `codecarbon.country_iso_code`"),
+    Metric(
+        ("peak_memory_mb",),
+        "MiB",
+        "`torch.cuda.max_memory_allocated` on GPU; process peak RSS on CPU (tag `ela.method.peak_memory`)",
+    ),
+    Metric(
+        ("num_samples", "mean_token_length", "job_wall_s"),
+        "count, tokens, s",
+        "size of the split, mean length after truncation, job wall time",
+    ),
+    Metric(("device_wait_s",), "s", "time the job queued for its GPU (or, on CPU, the host) behind other running jobs"),
+    Metric(("engine_setup_s",), "s", "compilation (every padded shape) or graph capture, before any timed pass"),
+    Metric(
+        ("padding_fraction", "distinct_shapes"),
+        "fraction, count",
+        "share of processed token slots that are padding; input shapes the engine prepared",
+    ),
+    Metric(
+        (AGREE_EAGER,),
+        "fraction",
+        "compile/cudagraph predictions equal to an untimed eager pass in the same precision (below 0.995 is "
+        "flagged in `ela.warning`)",
+    ),
+)
+SWEEP = (Metric(("jobs_finished", "jobs_failed", "jobs_killed"), "count", "the sweep's jobs by how they ended"),)
+DERIVED = (  # computed per run by ela.analyze from the metrics above
+    Metric((ENERGY_PER_CORRECT,), "J", "energy per sample / accuracy"),
+    Metric(("samples_per_j",), "1/J", "1 / energy per sample"),
+    Metric(("dynamic_share",), "fraction", "dynamic / gross energy per sample"),
+    Metric((EMISSIONS,), "mg CO2e", "window energy per sample × the grid intensity CodeCarbon used for the job"),
+    Metric(
+        (SPEEDUP, ENERGY_SAVING),
+        "ratio, fraction",
+        "fp32 cost / this cost, and 1 − this energy / fp32 energy, against the fp32 configuration with every other "
+        "varying param equal",
+    ),
+)
+METRIC_NAMES = frozenset(n for m in (*JOB, *SWEEP) for n in m.all_names()) | {
+    "energy_window_s_sd",
+    "energy_window_s_cv",
+}
+
+
+@dataclass(frozen=True)
+class Column:
+    """How a metric shows in a table: header and format."""
+
+    header: str
+    fmt: str
+
+
+COLUMNS = {
+    ACCURACY: Column("acc", "{:.4f}"),
+    COST: Column("cost ms/sample", "{:.3f}"),
+    P50: Column("p50 ms/batch", "{:.2f}"),
+    P90: Column("p90 ms/batch", "{:.2f}"),
+    P99: Column("p99 ms/batch", "{:.2f}"),
+    STALLED_SHARE: Column("stalled", "{:.1%}"),
+    THROUGHPUT: Column("samples/s", "{:.0f}"),
+    ENERGY: Column("J/sample", "{:.4f}"),
+    DYNAMIC_ENERGY: Column("dyn J/sample", "{:.4f}"),
+    AVG_POWER: Column("W", "{:.0f}"),
+    IDLE_POWER: Column("idle W", "{:.0f}"),
+    AGREE_FP32: Column("agree fp32", "{:.4f}"),
+    AGREE_EAGER: Column("agree eager", "{:.4f}"),
+    EMISSIONS_G: Column("gCO2e (job)", "{:.4f}"),
+    EMISSIONS: Column("mgCO2e/sample", "{:.4f}"),
+    "engine_setup_s": Column("setup s", "{:.1f}"),
+    "energy_window_s": Column("window s", "{:.1f}"),
+    "peak_memory_mb": Column("peak MiB", "{:.0f}"),
+    f"{COST}_cv": Column("cost CV", "{:.1%}"),
+    SPEEDUP: Column("speed-up vs fp32 (cost)", "{:.2f}x"),
+    ENERGY_SAVING: Column("energy saving vs fp32", "{:.1%}"),
+}
+
+
+@dataclass(frozen=True)
+class Tag:
+    """One row of the tag table."""
+
+    name: str
+    what: str
+
+    def row(self) -> str:
+        """The README's Markdown row."""
+        return f"| `{self.name}` | {self.what} |"
+
+
+TAGS = (
+    Tag(
+        "ela.method.*",
+        "how each figure was obtained: `latency`, `cost`, `energy` (`nvml-counter`, `rapl(package-0)`, "
+        "`codecarbon-model(cpu_load)+codecarbon-model(ram)`, `fake-counter`), `energy_note`, `accuracy`, "
+        "`peak_memory`, `codecarbon_{cpu,ram,gpu}`, `emissions`",
+    ),  # fmt: skip
+    Tag("ela.energy_scope", "what the energy covers: `gpu`, `cpu-packages`, `cpu+ram` (modelled), `fake`"),
+    Tag("ela.verdict", "`ok`, `noisy` or `unreliable` (ela/measure/quality.py)"),
+    Tag("ela.verdict_reasons", "each figure past a threshold, with its level"),
+    Tag("ela.warning", "what the job found worth saying (stalls, short windows, a limit above the split, ...)"),
+    Tag("ela.config_hash", "the measured config without the seed: the same for a configuration's repetitions"),
+    Tag("ela.run_hash", "config and seed: one job, for resume"),
+    Tag("ela.sweep_id", "the parent run of the sweep (also `mlflow.parentRunId`)"),
+    Tag("ela.sweep_position", "the job's place in the sweep's launch order"),
+    Tag("ela.overrides", "the job's command-line overrides"),
+    Tag("ela.job_dir", "the job's Hydra output folder (holds `ela_result.json`)"),
+    Tag("ela.engine", "e.g. `eager`, `compile(reduce-overhead,freezing)`"),
+    Tag("ela.attn_implementation", "the attention kernel transformers loaded"),
+    Tag("ela.tf32", "TF32 flags as torch reported them during the job"),
+    Tag("ela.device", "`cuda` or `cpu`"),
+    Tag("ela.cuda_visible_devices", "the GPU a claiming job was pinned to"),
+    Tag("ela.model_source", "the checkpoint folder or `hub:<id>`"),
+    Tag("ela.dataset_source", "the file or `hub:<id>/<config>:<split>`"),
+    Tag("ela.dataset_rows", "rows of the split before `dataset.limit`"),
+    Tag("ela.label_map", "dataset label → model output index"),
+    Tag("ela.untrained_head", "`true` when newly initialised weights were allowed"),
+    Tag("ela.newly_initialized_weights", "which weights transformers initialised"),
+    Tag("ela.invalid.codecarbon", "why CodeCarbon's figures were left out"),
+    Tag("ela.error", "why a job failed or was killed"),
+    Tag("ela.error_type", "the exception's type"),
+    Tag("ela.run_kind", "`sweep` on a parent run"),
+    Tag("ela.sweep_key", "a sweep's grid (for resume)"),
+    Tag("ela.sweep_dir", "a sweep's folder"),
+    Tag("ela.jobs_finished", "also `ela.jobs_failed`, `ela.jobs_killed`: counts on the parent run"),
+    Tag("ela.resume", "what a resumed sweep found to do"),
+    Tag("ela.version", "also `ela.git_commit`, `ela.pid`"),
+    Tag("gpu.*", "`name`, `uuid`, `nvml_index`, `driver`, `cuda_driver`, `power_limit_w`, `persistence_mode`"),
+    Tag("host.*", "`name`, `cpu`, `python`; also `torch.cuda_runtime`, `torch.num_threads`"),
+    Tag("version.*", "torch, transformers, datasets, codecarbon, mlflow-skinny, hydra-core, nvidia-ml-py"),
+)
+ARTIFACTS = {
+    "config.yaml": "the resolved config",
+    "predictions.csv": "index, token length, label, prediction, confidence, fp32 prediction",
+    "batch_latency_ms.csv": "pass, batch, ms of every synchronised batch",
+    "energy_windows.csv": "duration, passes, samples and energy of each window",
+    "power_trace.csv": "the background trace: time, phase, energy, power (where the meter has a counter)",
+    "power_trace.png": "that trace, one band per phase",
+    "codecarbon.json": "CodeCarbon's record of the whole job",
+    "error.txt": "the traceback of a failed job",
+}
+
+
+def tables() -> str:
+    """The README's metric, derived-metric, tag and artifact tables, as Markdown."""
+    head = "| metric | unit | how it is measured |\n|---|---|---|"
+    parts = [head, *(m.row() for m in (*JOB, *SWEEP)), "", "Derived by `ela.analyze`:", "", head]
+    parts += [m.row() for m in DERIVED]
+    parts += ["", "| tag | what it says |", "|---|---|", *(t.row() for t in TAGS)]
+    parts += ["", "| artifact | what it holds |", "|---|---|", *(f"| `{k}` | {v} |" for k, v in ARTIFACTS.items())]
+    return "\n".join(parts)
+
+
+if __name__ == "__main__":
+    sys.stdout.write(tables() + "\n")
