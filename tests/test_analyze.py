@@ -103,7 +103,10 @@ def test_clear_errors_for_unknown_sweep_empty_experiment_and_bad_args(swept, tmp
     proc = analyze(swept, "experiment=empty")
     assert proc.returncode == 2 and "no experiment 'empty'" in proc.stderr
     proc = analyze(swept, "sweeep=latest")
-    assert proc.returncode == 2 and "unknown argument 'sweeep=latest'" in proc.stderr
+    assert proc.returncode == 2 and "unknown key 'sweeep': did you mean 'sweep'?" in proc.stderr
+    proc = analyze(swept, "--help")
+    assert proc.returncode == 0 and "ela.analyze: pull one sweep back from MLflow" in proc.stdout
+    assert "max_latency_ms: null" in proc.stdout and "python -m ela.analyze sweep=" in proc.stdout
     proc = analyze(tmp_path)  # no store there at all
     assert proc.returncode == 2 and "no MLflow store" in proc.stderr
 

@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from ela.analyze import AnalyzeConfig, recommend
+from ela.analysis.recommend import Constraints, recommend
 from ela.measure.quality import CI_CHECKS, verdict, worst
 
 CLEAN = {
@@ -51,7 +51,7 @@ def test_a_recommendation_on_unreliable_figures_says_so():
             "verdict_reasons": ["", "bf16-b8-s0: 6.0% of timed batches stalled (unreliable)"],
         }
     )
-    recs = recommend(configs, AnalyzeConfig(max_latency_ms=6.0))
+    recs = recommend(configs, Constraints(max_latency_ms=6.0))
     assert recs["knee"].startswith("bf16-b8") and "built on UNRELIABLE figures: bf16-b8-s0: 6.0%" in recs["knee"]
     assert "max_latency_ms (p90)=6.0" in recs["best"] and "UNRELIABLE" in recs["best"]
-    assert recommend(configs, AnalyzeConfig(max_latency_ms=4.0))["best"].startswith("no configuration meets")
+    assert recommend(configs, Constraints(max_latency_ms=4.0))["best"].startswith("no configuration meets")

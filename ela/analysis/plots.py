@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from ela import schema as s
 from ela.figures import plt
 from ela.figures import png as _png
 
@@ -50,7 +51,7 @@ def bars_png(configs: pd.DataFrame, y: str, ylabel: str, title: str, threshold: 
     if threshold is not None:
         ax.axhline(threshold, color="tab:red", ls="--", lw=1, label=f"quality threshold {threshold:.4f}")
         ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    if y == "accuracy":  # differences of a few tenths of a percent must be visible
+    if y == s.ACCURACY:  # differences of a few tenths of a percent must be visible
         lo = min(df[y].min(), threshold or 1.0)
         ax.set_ylim(max(0.0, lo - 0.02), min(1.0, df[y].max() + 0.01))
     ax.set(xlabel="configuration", ylabel=ylabel, title=title)
@@ -62,12 +63,12 @@ def bars_png(configs: pd.DataFrame, y: str, ylabel: str, title: str, threshold: 
 def accuracy_energy_png(configs: pd.DataFrame, threshold: float | None, xlabel: str) -> bytes:
     """Accuracy against energy per sample, with the quality threshold."""
     fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
-    df = configs.dropna(subset=["energy_j_per_sample", "accuracy"])
+    df = configs.dropna(subset=[s.ENERGY, s.ACCURACY])
     status = "front_energy_accuracy"
-    _errorbar_scatter(ax, df, "energy_j_per_sample", "accuracy", df[status] == "front" if status in df else None)
+    _errorbar_scatter(ax, df, s.ENERGY, s.ACCURACY, df[status] == "front" if status in df else None)
     if threshold is not None:
         ax.axhline(threshold, color="tab:red", ls="--", lw=1, label=f"quality threshold {threshold:.4f}")
-    ax.set(xlabel=xlabel, ylabel="accuracy", title="Accuracy vs energy")
+    ax.set(xlabel=xlabel, ylabel=s.ACCURACY, title="Accuracy vs energy")
     ax.legend(fontsize=8)
     return _png(fig)
 
@@ -75,8 +76,8 @@ def accuracy_energy_png(configs: pd.DataFrame, threshold: float | None, xlabel: 
 def cost_latency_png(configs: pd.DataFrame) -> bytes:
     """The two time figures side by side: cost per sample (windows) against p90 batch latency (synced passes)."""
     fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
-    df = configs.dropna(subset=["cost_ms_per_sample", "batch_latency_ms_p90"])
-    _errorbar_scatter(ax, df, "cost_ms_per_sample", "batch_latency_ms_p90")
+    df = configs.dropna(subset=[s.COST, s.P90])
+    _errorbar_scatter(ax, df, s.COST, s.P90)
     ax.set(
         xlabel="cost per sample, energy windows [ms]",
         ylabel="p90 batch latency, synchronised passes [ms]",
@@ -92,6 +93,6 @@ def difficulty_png(difficulty: pd.DataFrame, binning: str, xlabel: str) -> bytes
     sns.set_theme(style="whitegrid", context="paper")
     df = difficulty[difficulty["binning"] == binning].copy()
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
-    sns.lineplot(data=df, x="bin", y="accuracy", hue="config", marker="o", ax=ax)
-    ax.set(xlabel=xlabel, ylabel="accuracy", title=f"Accuracy by {xlabel}")
+    sns.lineplot(data=df, x="bin", y=s.ACCURACY, hue="config", marker="o", ax=ax)
+    ax.set(xlabel=xlabel, ylabel=s.ACCURACY, title=f"Accuracy by {xlabel}")
     return _png(fig)

@@ -8,21 +8,24 @@ from pathlib import Path
 
 import pandas as pd
 
+from ela import schema as s
 from ela.analysis import plots
-from ela.analyze import ACCURACY, COST, EMISSIONS, ENERGY, P90, Analysis
+from ela.analysis.pipeline import Analysis
 
-# Summary columns: (column, header, format); "±" adds the CI half-width where there is one.
-SUMMARY = (
-    ("n_seeds", "seeds", "{:.0f}"),
-    (ACCURACY, "accuracy ±CI", "{:.4f}"),
-    (COST, "cost ms/sample ±CI", "{:.3f}"),
-    ("batch_latency_ms_p50", "p50 ms/batch", "{:.2f}"),
-    (P90, "p90 ms/batch ±CI", "{:.2f}"),
-    (ENERGY, "J/sample ±CI", "{:.4f}"),
-    ("dynamic_energy_j_per_sample", "dyn J/sample ±CI", "{:.4f}"),
-    (EMISSIONS, "mgCO2e/sample", "{:.4f}"),
-    ("speedup_vs_fp32", "speed-up vs fp32 (cost)", "{:.2f}x"),
-    ("energy_saving_vs_fp32", "energy saving vs fp32", "{:.1%}"),
+# The summary table: metric columns from ela.schema (header, format); "±CI" where the column has a CI.
+CI_COLUMNS = (s.ACCURACY, s.COST, s.P90, s.ENERGY, s.DYNAMIC_ENERGY)
+SUMMARY_METRICS = (
+    s.ACCURACY,
+    s.COST,
+    s.P50,
+    s.P90,
+    s.ENERGY,
+    s.DYNAMIC_ENERGY,
+    s.EMISSIONS,
+    s.SPEEDUP,
+    s.ENERGY_SAVING,
+)
+SUMMARY_OTHER = (
     ("quality_ok", "quality ok", "{}"),
     ("front_cost_energy_quality", "cost-energy front", "{}"),
     ("verdict", "verdict", "{}"),
@@ -30,12 +33,21 @@ SUMMARY = (
 )
 
 
+def summary_columns() -> list[tuple[str, str, str]]:
+    """(column, header, format) of the summary table."""
+    cols = [("n_seeds", "seeds", "{:.0f}")]
+    for m in SUMMARY_METRICS:
+        col = s.COLUMNS[m]
+        cols.append((m, f"{col.header} ±CI" if m in CI_COLUMNS else col.header, col.fmt))
+    return [*cols, *SUMMARY_OTHER]
+
+
 def summary_frame(a: Analysis) -> pd.DataFrame:
     """The per-configuration table shown in the terminal and the report."""
     rows = []
     for _, r in a.configs.sort_values("config").iterrows():
         row = {"config": r["config"]}
-        for col, header, fmt in SUMMARY:
+        for col, header, fmt in summary_columns():
             if col not in r or pd.isna(r[col]):
                 row[header] = "-"
                 continue
@@ -76,23 +88,23 @@ def figures(a: Analysis) -> dict[str, bytes]:
     c, threshold = a.configs, a.quality_threshold
     energy = f"energy per sample [J] ({_methods(a)})"
     out = {
-        "accuracy_by_precision.png": plots.bars_png(c, ACCURACY, "accuracy", "Accuracy by precision", threshold),
+        "accuracy_by_precision.png": plots.bars_png(c, s.ACCURACY, "accuracy", "Accuracy by precision", threshold),
         "cost_vs_p90_latency.png": plots.cost_latency_png(c),
     }
-    if ENERGY in c:
-        out["energy_by_precision.png"] = plots.bars_png(c, ENERGY, energy, "Energy by precision")
+    if s.ENERGY in c:
+        out["energy_by_precision.png"] = plots.bars_png(c, s.ENERGY, energy, "Energy by precision")
         out["pareto_cost_energy.png"] = plots.pareto_png(
-            c, COST, ENERGY, "front_cost_energy", "cost per sample, energy windows [ms]", energy,
+            c, s.COST, s.ENERGY, "front_cost_energy", "cost per sample, energy windows [ms]", energy,
             "Cost-energy trade-off (95% CIs; front in red)",
         )  # fmt: skip
         out["pareto_p90_energy.png"] = plots.pareto_png(
-            c, P90, ENERGY, "front_p90_energy", "p90 batch latency, synchronised passes [ms]", energy,
+            c, s.P90, s.ENERGY, "front_p90_energy", "p90 batch latency, synchronised passes [ms]", energy,
             "Latency-energy trade-off (95% CIs; front in red)",
         )  # fmt: skip
         out["accuracy_vs_energy.png"] = plots.accuracy_energy_png(c, threshold, energy)
-    if EMISSIONS in c:
+    if s.EMISSIONS in c:
         out["pareto_cost_emissions.png"] = plots.pareto_png(
-            c, COST, EMISSIONS, "front_cost_emissions", "cost per sample, energy windows [ms]",
+            c, s.COST, s.EMISSIONS, "front_cost_emissions", "cost per sample, energy windows [ms]",
             "emissions per sample [mg CO2e]", "Cost-emissions trade-off (95% CIs; front in red)",
         )  # fmt: skip
     if not a.difficulty.empty:

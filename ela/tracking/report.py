@@ -6,19 +6,12 @@ from typing import Any
 
 import pandas as pd
 
-# Columns of the end-of-sweep table: (MLflow metric, header, format). Cost is the energy windows' time
-# per sample (pairs with J/sample); p50/p90 are the batch latency a request waits, over synced passes.
-TABLE = (
-    ("accuracy", "acc", "{:.4f}"),
-    ("cost_ms_per_sample", "cost ms/sample", "{:.3f}"),
-    ("batch_latency_ms_p50", "p50 ms/batch", "{:.2f}"),
-    ("batch_latency_ms_p90", "p90 ms/batch", "{:.2f}"),
-    ("energy_j_per_sample", "J/sample", "{:.4f}"),
-    ("dynamic_energy_j_per_sample", "dyn J/sample", "{:.4f}"),
-    ("avg_power_w", "W", "{:.0f}"),
-    ("agreement_with_fp32", "agree fp32", "{:.4f}"),
-    ("emissions_g", "gCO2e (job)", "{:.4f}"),
-)
+from ela import schema as s
+
+# The end-of-sweep table (headers and formats from ela.schema). Cost is the energy windows' time per sample
+# (pairs with J/sample); p50/p90 are the batch latency a request waits, over synchronised passes.
+TABLE_METRICS = (s.ACCURACY, s.COST, s.P50, s.P90, s.ENERGY, s.DYNAMIC_ENERGY, s.AVG_POWER, s.AGREE_FP32, s.EMISSIONS_G)
+TABLE = tuple((m, s.COLUMNS[m].header, s.COLUMNS[m].fmt) for m in TABLE_METRICS)
 
 
 def summary_line(name: str, status: str, metrics: dict[str, float], tags: dict[str, str], run_id: str) -> str:
@@ -26,21 +19,21 @@ def summary_line(name: str, status: str, metrics: dict[str, float], tags: dict[s
     if status != "FINISHED":
         return f"[ela] {name} {status}: {tags.get('ela.error', '')} | run {run_id[:8]}"
     parts = [
-        f"acc {metrics['accuracy']:.4f}",
-        f"cost {metrics['cost_ms_per_sample']:.3f} ms/sample",
-        f"batch p50 {metrics['batch_latency_ms_p50']:.2f} / p90 {metrics['batch_latency_ms_p90']:.2f} ms",
+        f"acc {metrics[s.ACCURACY]:.4f}",
+        f"cost {metrics[s.COST]:.3f} ms/sample",
+        f"batch p50 {metrics[s.P50]:.2f} / p90 {metrics[s.P90]:.2f} ms",
     ]
-    if "energy_j_per_sample" in metrics:
+    if s.ENERGY in metrics:
         parts.append(
-            f"{metrics['energy_j_per_sample']:.4f} J/sample ({tags.get('ela.method.energy')}, "
-            f"dynamic {metrics['dynamic_energy_j_per_sample']:.4f})"
+            f"{metrics[s.ENERGY]:.4f} J/sample ({tags.get('ela.method.energy')}, "
+            f"dynamic {metrics[s.DYNAMIC_ENERGY]:.4f})"
         )
     else:
         parts.append(f"no energy: {tags.get('ela.method.energy', 'no meter')}")
     verdict = tags.get("ela.verdict", "ok")
     parts.append(f"verdict {verdict}" + (f" ({tags.get('ela.verdict_reasons')})" if verdict != "ok" else ""))
-    if "emissions_g" in metrics:
-        parts.append(f"{metrics['emissions_g']:.4f} gCO2e job")
+    if s.EMISSIONS_G in metrics:
+        parts.append(f"{metrics[s.EMISSIONS_G]:.4f} gCO2e job")
     return f"[ela] {name} FINISHED " + " | ".join(parts) + f" | run {run_id[:8]}"
 
 

@@ -1,0 +1,99 @@
+"""The analysis of one sweep, end to end but for writing files: load, derive, aggregate, judge, recommend."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from ela import ElaError
+from ela.analysis import compare
+from ela.analysis.derive import add_derived, configurations, drift_notes
+from ela.analysis.difficulty import difficulty_table
+from ela.analysis.load import find_sweep, load_runs
+from ela.analysis.recommend import Constraints, fronts, quality_constraint, recommend
+from ela.analysis.stats import CI_METHOD
+from ela.tracking.store import Tracker, tracking_uri
+
+
+@dataclass
+class AnalyzeConfig:
+    """What to analyse and how (conf/analyze.yaml holds the same keys, with a comment each)."""
+
+    sweep: str = "latest"
+    experiment: str = "ela"
+    tracking_uri: str | None = None
+    tolerance: float = 0.99
+    max_latency_ms: float | None = None
+    min_accuracy: float | None = None
+    out: str | None = None
+    filter: str | None = None
+    log_to_mlflow: bool = True
+
+
+@dataclass
+class Analysis:
+    """Everything `ela.analyze` found in a sweep, before it is written out."""
+
+    parent: object
+    runs: pd.DataFrame  # FINISHED children, params cast, derived metrics added
+    failed: pd.DataFrame  # children that ended FAILED or KILLED
+    configs: pd.DataFrame  # one row per configuration, aggregated across seeds, with front status
+    difficulty: pd.DataFrame
+    running: pd.DataFrame = field(default_factory=pd.DataFrame)  # children still RUNNING
+    quality_threshold: float | None = None  # accuracy needed to pass the quality constraint
+    notes: list[str] = field(default_factory=list)
+    recommendations: dict[str, str] = field(default_factory=dict)
+
+
+def analyze(cfg: AnalyzeConfig) -> tuple[Analysis, Tracker]:
+    """Everything but the output: runs, aggregation, fronts, recommendations, difficulty."""
+    uri = tracking_uri(cfg.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI"), Path.cwd())
+    tracker = Tracker(uri, cfg.experiment, create=False)
+    parent = find_sweep(tracker, cfg.sweep)
+    all_runs = load_runs(tracker, parent.info.run_id, cfg.filter)
+    if all_runs.empty:
+        raise ElaError(
+            f"sweep {parent.info.run_name} has no jobs" + (f" matching {cfg.filter!r}" if cfg.filter else "")
+        )
+    finished = add_derived(all_runs[all_runs["status"] == "FINISHED"])
+    running = all_runs[all_runs["status"] == "RUNNING"]
+    failed = all_runs[~all_runs["status"].isin(["FINISHED", "RUNNING"])]
+    if finished.empty:
+        raise ElaError(
+            f"sweep {parent.info.run_name} has no FINISHED jobs ({len(failed)} failed, {len(running)} running)"
+        )
+    notes = [f"Confidence intervals: {CI_METHOD}."]
+    for tag, what in (("tags.ela.method.energy", "Energy method"), ("tags.gpu.name", "card")):
+        if tag in finished:
+            notes.append(f"{what}: {', '.join(sorted(finished[tag].dropna().astype(str).unique())) or 'none'}.")
+    if len(running):
+        notes.append(f"{len(running)} job(s) still RUNNING, left out: " + ", ".join(running["tags.mlflow.runName"]))
+    configs = configurations(finished)
+    finished = finished.merge(configs[[compare.HASH, "config"]], on=compare.HASH)
+    if (configs["n_seeds"] < 2).any():
+        notes.append(
+            "Configurations with one seed: CIs of cost and energy come from their energy windows (noise within "
+            "one job, labelled in ci_basis); other metrics have none and their domination is by means only."
+        )
+    notes += drift_notes(configs)
+    configs, threshold, note = quality_constraint(configs, cfg.tolerance)
+    configs, skipped = fronts(configs)
+    notes += [note, *skipped]
+    recs = recommend(configs, Constraints(cfg.max_latency_ms, cfg.min_accuracy))
+    difficulty, unread = difficulty_table(tracker, finished)
+    if unread:
+        notes.append("Left out of the difficulty table (no readable predictions.csv): " + ", ".join(unread))
+    return Analysis(parent, finished, failed, configs, difficulty, running, threshold, notes, recs), tracker
+
+
+def output_dir(cfg: AnalyzeConfig, parent) -> Path:
+    """Where files go: out=, else <sweep folder>/analysis if it exists here, else ./analysis/<run id>."""
+    if cfg.out:
+        return Path(cfg.out)
+    sweep_dir = Path(parent.data.tags.get("ela.sweep_dir", ""))
+    if str(sweep_dir) and sweep_dir.is_dir():
+        return sweep_dir / "analysis"
+    return Path("analysis") / parent.info.run_id
