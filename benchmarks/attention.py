@@ -18,7 +18,6 @@ import argparse
 from functools import partial
 
 import torch
-from kernels import replay_us
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.nn.functional import scaled_dot_product_attention as sdpa
 
@@ -26,6 +25,28 @@ from ela.runtime import attention
 from ela.runtime.attention import KERNELS, TRITON, register
 
 HEADS, DIM = 12, 64
+
+
+def replay_us(fn, iters: int = 200) -> float:
+    """Microseconds per call of fn, captured once in a CUDA graph of `iters` calls and replayed."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(3):
+            fn()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        for _ in range(iters):
+            fn()
+    graph.replay()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(5):
+        graph.replay()
+    end.record()
+    torch.cuda.synchronize()
+    return 1000 * start.elapsed_time(end) / (5 * iters)
 
 
 def main() -> None:

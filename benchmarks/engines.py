@@ -192,18 +192,6 @@ def profile(forward: Forward, one: dict[str, torch.Tensor], iters: int = 20, top
     return f"wall {wall_ms:.3f} ms/batch, GPU busy {busy:.3f} ms ({parts}), {count / iters:.0f} kernels{lines}"
 
 
-def aten_gelu() -> None:
-    """Exploration: transformers' exact GELU through an opaque op, so a compiled model runs ATen's kernel."""
-    from transformers.activations import GELUActivation
-
-    @torch.library.custom_op("ela_bench::gelu", mutates_args=())
-    def gelu(x: torch.Tensor) -> torch.Tensor:
-        return torch.nn.functional.gelu(x)
-
-    gelu.register_fake(torch.empty_like)
-    GELUActivation.forward = lambda self, x: gelu(x)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True)
@@ -218,20 +206,10 @@ def main() -> None:
     ap.add_argument("--window-s", type=float, default=2.0)
     ap.add_argument("--windows", type=int, default=2)
     ap.add_argument("--no-refs", action="store_true")
-    ap.add_argument(
-        "--inductor", default="", help="inductor config for every compile, e.g. coordinate_descent_tuning=1"
-    )
-    ap.add_argument(
-        "--aten-gelu", action="store_true", help="GELU as an opaque op running ATen's kernel, not inductor's"
-    )
     ap.add_argument("--profile", action="store_true", help="also print each ela engine's GPU time by kernel kind")
     ap.add_argument("--csv", default="engines.csv")
     a = ap.parse_args()
 
-    for key, _, value in (kv.partition("=") for kv in a.inductor.split(",") if kv):
-        setattr(torch._inductor.config, key, type(getattr(torch._inductor.config, key))(int(value)))
-    if a.aten_gelu:
-        aten_gelu()
     device = torch.device("cuda", 0)
     sync = synchronizer(device)
     gpu = gpu_info(device)

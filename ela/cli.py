@@ -7,26 +7,45 @@ import sys
 from collections.abc import Iterable
 
 
-def unknown_key(argv: list[str], known: Iterable[str]) -> tuple[str, list[str]] | None:
-    """The first `key=value` override whose key is not known (nor below a known key), with close matches."""
-    known = list(known)
+def unknown_key(argv: list[str], known: Iterable[str], sections: Iterable[str] = ()) -> tuple[str, list[str]] | None:
+    """The first `key=value` override whose key is not known, with close matches.
+
+    A key below a known leaf (`dataset.label_map.neg`, where `label_map` takes a mapping) is known; a key
+    below a section (`measure.gpu_meter`) must be one of the section's own keys.
+    """
+    known, sections = list(known), set(sections)
+    leaves = [k for k in known if k not in sections]
     for arg in argv:
         if arg.startswith("-") or "=" not in arg or arg.startswith(("+", "~")):
             continue  # flags (-m, --help, --cfg ...), and Hydra's explicit add/delete
         key = arg.split("=", 1)[0]
-        if key.startswith(("hydra.", "hydra/")) or key in known or any(key.startswith(f"{k}.") for k in known):
+        if key.startswith(("hydra.", "hydra/")) or key in known or any(key.startswith(f"{k}.") for k in leaves):
             continue
         return key, difflib.get_close_matches(key, known, n=1, cutoff=0.6)
     return None
 
 
-def check_keys(prog: str, argv: list[str], known: Iterable[str]) -> None:
+def check_keys(prog: str, argv: list[str], known: Iterable[str], sections: Iterable[str] = ()) -> None:
     """Exit 2 with one line naming an unknown key (and the key meant, when one is close)."""
     known = list(known)
-    found = unknown_key(argv, known)
+    found = unknown_key(argv, known, sections)
     if found is None:
         return
     key, close = found
     hint = f": did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(known)}"
     print(f"{prog}: unknown key {key!r}{hint}", file=sys.stderr)
     sys.exit(2)
+
+
+def run_keys(conf_dir: str) -> tuple[list[str], list[str]]:
+    """Every key `python -m ela.run` accepts (sections, groups, dotted keys), and which are sections."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from ela.tracking.identity import flatten
+
+    with initialize_config_dir(config_dir=conf_dir, version_base="1.3"):
+        data = OmegaConf.to_container(compose("config"), resolve=False)
+    data.pop("hydra", None)
+    sections = sorted(k for k, v in data.items() if isinstance(v, dict))
+    return sorted(set(data) | set(flatten(data))), sections

@@ -1,4 +1,4 @@
-"""Shared fixtures: paths to ../shared, and a helper that runs `python -m ela.run` for real."""
+"""Shared fixtures: paths to ../shared, a job composed and run in-process, and `python -m ela.run` for real."""
 
 from __future__ import annotations
 
@@ -27,7 +27,25 @@ LOCAL = [
 ]
 # The GPU energy path on a CPU machine: the fake meter (150 W, tagged fake-counter), no idle settling.
 FAKE_GPU = ["measure.energy_meter=fake", "measure.fake_power_w=150", "measure.idle_max_settle_s=0"]
+FAST = [*LOCAL, *FAKE_GPU, "dataset.limit=24", "measure.repeats=1", "measure.idle_window_s=0.05"]
 PARENT = "mlflow.parentRunId"
+
+
+def compose_job(*overrides: str):
+    """The validated JobConfig for these overrides, composed by Hydra as `python -m ela.run` would."""
+    from hydra import compose, initialize_config_dir
+
+    from ela.config import to_container, validate
+
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        return validate(to_container(compose("config", overrides=list(overrides))))
+
+
+def measure(tmp: Path, *overrides: str):
+    """Run one job in this process (ela.job.measure_job, as each launcher calls it) and return its outcome."""
+    from ela.job import measure_job
+
+    return measure_job(compose_job(*overrides), tmp)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -35,7 +53,10 @@ def _offline() -> None:
     """Tests never reach a model hub (CI has none)."""
     os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ["HF_DATASETS_OFFLINE"] = "1"
-    assert MODEL.is_dir() and SST2.is_dir(), f"tests need {SHARED} beside the repo"
+    # On the GPU machine ../shared does not travel; tests/gpu read the device kit's copy ($ELA_DEVICE_DATA).
+    assert (MODEL.is_dir() and SST2.is_dir()) or os.environ.get("ELA_DEVICE_DATA"), (
+        f"tests need {SHARED} beside the repo"
+    )
 
 
 def run_ela(
@@ -69,14 +90,17 @@ def start_server(cmd: list[str], url: str, cwd: Path) -> subprocess.Popen:
     import urllib.request
 
     proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(120):
+    # No tight start-up limit: a busy 2-core host can take minutes to import MLflow's server.
+    for _ in range(1200):
+        if proc.poll() is not None:
+            raise AssertionError(f"{cmd[0]} exited with {proc.returncode} before answering at {url}")
         try:
             urllib.request.urlopen(url, timeout=1)
             return proc
         except OSError:
             time.sleep(0.5)
     proc.terminate()
-    raise AssertionError(f"{cmd[0]} did not answer at {url}")
+    raise AssertionError(f"{cmd[0]} did not answer at {url} in 10 minutes")
 
 
 def mlflow_cli() -> str:

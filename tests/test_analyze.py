@@ -7,6 +7,8 @@ import sys
 import pytest
 from conftest import FAKE_GPU, LOCAL, PARENT, REPO, all_runs, client, run_ela
 
+pytestmark = pytest.mark.slow  # real sweeps, then `python -m ela.analyze`
+
 
 @pytest.fixture(scope="module")
 def swept(tmp_path_factory):
@@ -86,6 +88,17 @@ def test_repetitions_are_interleaved_every_config_once_before_any_twice(swept):
     assert seeds == [0] * 4 + [1] * 4 + [2] * 4  # seed outermost, not 0,1,2 per configuration in a row
     configs = [(r.data.params["precision.name"], r.data.params["batch"]) for r in kids]
     assert len(set(configs[:4])) == 4 and configs[:4] == configs[4:8] == configs[8:]
+
+
+def test_seeds_share_a_config_hash_and_batches_do_not(swept):
+    kids = [r for r in all_runs(swept) if PARENT in r.data.tags]
+    by_config: dict = {}
+    for r in kids:
+        by_config.setdefault((r.data.params["precision.name"], r.data.params["batch"]), []).append(r.data.tags)
+    assert len(by_config) == 4 and all(len(tags) == 3 for tags in by_config.values())
+    for tags in by_config.values():  # three seeds: one config hash, three run hashes
+        assert len({t["ela.config_hash"] for t in tags}) == 1 and len({t["ela.run_hash"] for t in tags}) == 3
+    assert len({tags[0]["ela.config_hash"] for tags in by_config.values()}) == 4
 
 
 def test_difficulty_table_has_quintiles_per_config(swept):

@@ -45,6 +45,7 @@ def test_cudagraph_on_cpu_is_refused():
         build(engine, model, contextlib.nullcontext, batches, torch.device("cpu"), lambda: None)
 
 
+@pytest.mark.slow  # a real multirun in a subprocess
 def test_compile_on_cpu_agrees_with_eager_in_a_real_sweep(tmp_path):
     proc = run_ela(
         tmp_path, "engine=eager,compile", *LOCAL, "dataset.limit=16", "engine.buckets=[64]", "measure.repeats=1"

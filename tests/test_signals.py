@@ -9,6 +9,8 @@ import signal
 import pytest
 from test_resilience import FAST, all_runs, children, start_sweep, wait_for
 
+pytestmark = pytest.mark.slow  # real sweeps signalled under each launcher
+
 SLOW = [*FAST, "codecarbon.enabled=false", "measure.min_window_s=3"]
 LAUNCHERS = {
     "joblib": ["hydra/launcher=joblib_gpus", "hydra.launcher.n_jobs=2"],

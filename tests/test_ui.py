@@ -6,13 +6,16 @@ import shutil
 import subprocess
 
 import pytest
-from conftest import PARENT, all_runs, client, free_port, mlflow_cli, start_server
+from conftest import PARENT, all_runs, free_port, mlflow_cli, start_server
 from test_analyze import analyze, swept  # noqa: F401 - reuse the analysed sweep
 
 CHROMIUM = shutil.which("chromium")
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None and not os.environ.get("ELA_REQUIRE_CHROMIUM"), reason="needs Debian's chromium"
-)
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        CHROMIUM is None and not os.environ.get("ELA_REQUIRE_CHROMIUM"), reason="needs Debian's chromium"
+    ),
+]
 
 
 @pytest.fixture(scope="module")
@@ -38,24 +41,43 @@ def chromium(profile, *args: str) -> str:
     return re.sub(r"<[^>]+>", "", out.stdout)  # the page's text, as a reader sees it
 
 
-def test_runs_page_shows_the_sweep(ui, swept):  # noqa: F811
-    url, profile = ui
-    exp = client(swept).get_experiment_by_name("ela").experiment_id
-    dom = chromium(profile / "a", "--dump-dom", f"{url}/#/experiments/{exp}/runs")
-    assert "9 matching runs" in dom  # the parent and its 8 children
-    chromium(profile / "b", f"--screenshot={swept / 'ui_runs.png'}", f"{url}/#/experiments/{exp}/runs")
-    assert (swept / "ui_runs.png").stat().st_size > 10_000
+def page_text(profile, url: str) -> str:
+    """The page's text after its scripts ran, as a reader sees it."""
+    return chromium(profile, "--dump-dom", url)
 
 
-def test_child_run_and_report_are_shown(ui, swept):  # noqa: F811
+def test_runs_page_lists_the_sweep_and_the_run_page_shows_its_measured_values(ui, swept):  # noqa: F811
     url, profile = ui
     runs = all_runs(swept)
     exp = runs[0].info.experiment_id
+    assert f"{len(runs)} matching runs" in page_text(profile / "a", f"{url}/#/experiments/{exp}/runs")
+    chromium(profile / "b", f"--screenshot={swept / 'ui_runs.png'}", f"{url}/#/experiments/{exp}/runs")
+    assert (swept / "ui_runs.png").stat().st_size > 10_000
     child = next(r for r in runs if r.info.run_name == "bf16-b4-s0")
-    dom = chromium(profile / "c", "--dump-dom", f"{url}/#/experiments/{exp}/runs/{child.info.run_id}")
-    assert "bf16-b4-s0" in dom and "energy_j_per_sample" in dom
+    text = page_text(profile / "c", f"{url}/#/experiments/{exp}/runs/{child.info.run_id}")
+    m, t = child.data.metrics, child.data.tags
+    # What a person looks for on a run page: the run, its figures as logged, and how they were measured.
+    assert "bf16-b4-s0" in text
+    for name in ("accuracy", "cost_ms_per_sample", "energy_j_per_sample", "batch_latency_ms_p90"):
+        assert f"{name}{m[name]}" in text.replace(" ", ""), name
+    assert t["ela.method.energy"] in text and t["ela.verdict"] in text
+
+
+def test_the_analysis_report_is_served_rendered_on_the_parent_run(ui, swept):  # noqa: F811
+    import urllib.parse
+    import urllib.request
+
+    url, profile = ui
+    runs = all_runs(swept)
     parent = next(r for r in runs if PARENT not in r.data.tags)
-    page = f"{url}/#/experiments/{exp}/runs/{parent.info.run_id}/artifacts/analysis/report.html"
-    dom = chromium(profile / "d", "--dump-dom", page)
-    assert "report.html" in dom and "plots" in dom
+    page = f"{url}/#/experiments/{parent.info.experiment_id}/runs/{parent.info.run_id}/artifacts/analysis/report.html"
+    text = page_text(profile / "d", page)
+    assert "analysis/report.html" in text and "summary.csv" in text  # the artifact tree the page lists
+    # The page shows the report in an iframe fed by this request: its content is the rendered report.
+    query = urllib.parse.urlencode({"path": "analysis/report.html", "run_uuid": parent.info.run_id})
+    html = urllib.request.urlopen(f"{url}/get-artifact?{query}", timeout=30).read().decode()
+    assert f"ela report: sweep {parent.info.run_name}" in html and "data:image/png;base64," in html
+    for config in ("fp32-b4", "bf16-b16"):
+        assert f"<td>{config}</td>" in html
     chromium(profile / "e", f"--screenshot={swept / 'ui_report.png'}", page)
+    assert (swept / "ui_report.png").stat().st_size > 10_000

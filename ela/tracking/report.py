@@ -65,3 +65,84 @@ def formatted(df: pd.DataFrame, columns: tuple = TABLE) -> pd.DataFrame:
 def format_table(df: pd.DataFrame) -> str:
     """The table as aligned text."""
     return formatted(df).to_string(index=False)
+
+
+# `python -m ela.tracking.report`: a sweep's table in Markdown (for notes and benchmarks/README.md).
+MARKDOWN_METRICS = (
+    s.ACCURACY, s.AGREE_FP32, s.AGREE_EAGER, "engine_setup_s", s.COST, f"{s.COST}_cv", s.P50, s.P90,
+    s.STALLED_SHARE, s.ENERGY, s.DYNAMIC_ENERGY, s.IDLE_POWER, s.AVG_POWER, "energy_window_s", "peak_memory_mb",
+)  # fmt: skip
+
+
+def markdown(df: pd.DataFrame) -> str:
+    """A formatted table as Markdown (no tabulate needed)."""
+    lines = ["| " + " | ".join(df.columns) + " |", "|---" * len(df.columns) + "|"]
+    lines += ["| " + " | ".join(map(str, row)) + " |" for row in df.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def placement(runs: list[Any]) -> str:
+    """Each job's process, GPU and time span (s from the first job's start): what ran at once."""
+    t0 = min(r.info.start_time for r in runs)
+    rows = []
+    for r in sorted(runs, key=lambda r: r.info.start_time):
+        t, m = r.data.tags, r.data.metrics
+        rows.append(
+            {
+                "run": r.info.run_name,
+                "status": r.info.status,
+                "pid": t.get("ela.pid", "-"),
+                "GPU (NVML index, UUID)": f"{t.get('gpu.nvml_index', '-')}, {t.get('gpu.uuid', '-')[:12]}",
+                "start s": f"{(r.info.start_time - t0) / 1000:.1f}",
+                "end s": f"{(r.info.end_time - t0) / 1000:.1f}" if r.info.end_time else "-",
+                "waited s": f"{m.get('device_wait_s', float('nan')):.1f}",
+                "J/sample": f"{m.get(s.ENERGY, float('nan')):.4f}",
+                "error": t.get("ela.error", "")[:90],
+            }
+        )
+    return markdown(pd.DataFrame(rows))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Print the latest (or a given) sweep of an MLflow store as a Markdown table."""
+    import argparse
+    from pathlib import Path
+
+    from ela.tracking.store import Tracker, tracking_uri
+
+    ap = argparse.ArgumentParser(prog="python -m ela.tracking.report", description=main.__doc__)
+    ap.add_argument("--uri", default=None, help="MLflow tracking URI (default: sqlite:///./mlflow.db)")
+    ap.add_argument("--experiment", default="ela")
+    ap.add_argument("--sweep", default=None, help="parent run id (default: the latest sweep)")
+    ap.add_argument("--placement", action="store_true", help="where and when each job ran, instead")
+    a = ap.parse_args(argv)
+    tracker = Tracker(tracking_uri(a.uri, Path.cwd()), a.experiment, create=False)
+    sweep = a.sweep
+    if sweep is None:
+        from ela.analysis.load import find_sweep
+
+        sweep = find_sweep(tracker, "latest").info.run_id
+    runs = tracker.children(sweep)
+    first = next((r for r in runs if r.info.status == "FINISHED"), None)
+    if first is not None:
+        t = first.data.tags
+        print(
+            f"card: {t.get('gpu.name', 'CPU ' + t.get('host.cpu', '?'))}, driver {t.get('gpu.driver', '-')}, "
+            f"torch {t.get('version.torch')}, transformers {t.get('version.transformers')}, "
+            f"model {t.get('ela.model_source')}, energy {t.get('ela.method.energy')}\n"
+        )
+    if a.placement:
+        print(placement(runs))
+        return
+    columns = tuple((m, s.COLUMNS[m].header, s.COLUMNS[m].fmt) for m in MARKDOWN_METRICS)
+    table = formatted(runs_table(runs, columns), columns)
+    table.insert(
+        1,
+        "engine, attention",
+        [f"{r.data.tags.get('ela.engine')}, {r.data.tags.get('ela.attn_implementation')}" for r in runs],
+    )
+    print(markdown(table))
+
+
+if __name__ == "__main__":
+    main()
