@@ -50,6 +50,7 @@ def replay_us(fn, iters: int = 200) -> float:
 
 
 def main() -> None:
+    """Command line."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--batches", default="1,8,64")
     ap.add_argument("--seqs", default="32,128")

@@ -48,9 +48,11 @@ SAMPLES = 832  # 13 x 64: every batch size here divides it, so every batch has o
 
 
 def peak_rates(device: torch.device) -> tuple[float, float]:
-    """Measured bf16 matmul FLOP/s (8192^3) and device copy bandwidth (bytes read + written per s), each
-    the best of 5 timings: one timing varied by +-4% between runs on one card, and a floor from a slow
-    timing would flatter every ratio to it."""
+    """Measured bf16 matmul FLOP/s (8192^3) and device copy bandwidth (bytes read + written per s).
+
+    Each the best of 5 timings: one timing varied by +-4% between runs on one card, and a floor from a
+    slow timing would flatter every ratio to it.
+    """
 
     def timed(fn, iters: int, trials: int = 5) -> float:
         for _ in range(3):
@@ -193,6 +195,7 @@ def profile(forward: Forward, one: dict[str, torch.Tensor], iters: int = 20, top
 
 
 def main() -> None:
+    """Command line."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True)
     ap.add_argument("--data", required=True)

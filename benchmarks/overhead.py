@@ -1,4 +1,4 @@
-"""Does ela report what a hand-written loop measures? (GPU machine; CPU works too, without energy)
+"""Does ela report what a hand-written loop measures? On the GPU machine; CPU works too, without energy.
 
 Three modes, all on the same model and data:
 
@@ -33,6 +33,7 @@ AUTOCAST = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 def read_dev(data: Path) -> list[str]:
+    """The sentences of SST-2 dev.tsv."""
     with open(data / "dev.tsv", encoding="utf-8", newline="") as f:
         return [r[0] for r in list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))[1:]]
 
@@ -56,10 +57,12 @@ class Hand:
             self.handle = pynvml.nvmlDeviceGetHandleByUUID(uuid if uuid.startswith("GPU-") else f"GPU-{uuid}")
 
     def sync(self) -> None:
+        """Wait for the device."""
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
     def energy_j(self) -> float:
+        """NVML's energy counter in J (NaN on a CPU)."""
         import pynvml
 
         return pynvml.nvmlDeviceGetTotalEnergyConsumption(self.handle) / 1000.0 if self.handle else float("nan")
@@ -113,7 +116,7 @@ class Hand:
 
 
 def ela_job(args, precision: str, batch: int) -> dict[str, float]:
-    """ela's job path, as a sweep runs it (defaults but for the window settings given here)."""
+    """Ela's job path, as a sweep runs it (defaults but for the window settings given here)."""
     overrides = [
         "model=local", f"model.path={args.model}", f"dataset.path={args.data}", f"precision={precision}",
         f"batch={batch}", f"measure.min_window_s={args.window_s}", f"measure.repeats={args.windows}",
@@ -126,7 +129,7 @@ def ela_job(args, precision: str, batch: int) -> dict[str, float]:
 
 
 def spread(values: list[float], fmt: str = "{:.3f}") -> str:
-    """median [min-max]."""
+    """Median [min-max]."""
     return f"{fmt.format(statistics.median(values))} [{fmt.format(min(values))}-{fmt.format(max(values))}]"
 
 
@@ -153,6 +156,7 @@ def table(rows: dict[tuple[str, int], dict[str, list[float]]], sides: tuple[str,
 
 
 def main() -> None:
+    """Command line."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True)
     ap.add_argument("--data", required=True)

@@ -1,4 +1,4 @@
-"""How much of a sweep's wall time is measurement? (CPU, real launchers)
+"""How much of a sweep's wall time is measurement? On CPU, with the real launchers.
 
 Runs the same small CPU sweep (MiniLM SST-2, 128 sentences per job) twice per launcher (basic:
 in-process; joblib_gpus: 2 reused worker processes; submitit_local: a process per job), with
@@ -6,7 +6,7 @@ in-process; joblib_gpus: 2 reused worker processes; submitit_local: a process pe
 
     wall = start-up (once per sweep) + jobs x (measured + fixed overhead per job)
 
-from the two sweeps (slope and intercept). "Measured" is what a job times (latency pass + energy
+from the two sweeps (slope and intercept). "Measured" is what a job times (latency passes + energy
 windows), read back from MLflow; the fixed overhead per job is everything else a job costs (process
 start where the launcher starts one, model load from the page cache, tokenisation, CodeCarbon,
 warm-up, MLflow logging). In-job overhead is `job_wall_s` minus measured and minus `device_wait_s`
@@ -56,6 +56,7 @@ def measured_s(run) -> float:
 
 
 def main() -> None:
+    """Command line."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--few", type=int, default=1)
     ap.add_argument("--many", type=int, default=5)

@@ -16,18 +16,22 @@ FRONT, TIE, DOMINATED, DOMINATED_NO_CI = "front", "tie (within CI)", "dominated"
 
 @dataclass(frozen=True)
 class Objective:
+    """One axis of a front: a column, minimised or maximised."""
+
     column: str
     minimize: bool = True
 
     def better(self, a: float, b: float) -> bool:
+        """A is strictly better than b on this objective."""
         return a < b if self.minimize else a > b
 
     def no_worse(self, a: float, b: float) -> bool:
+        """A is at least as good as b on this objective."""
         return a <= b if self.minimize else a >= b
 
 
 def dominates(a: pd.Series, b: pd.Series, objectives: list[Objective]) -> bool:
-    """a is no worse than b on every objective and better on one (by means)."""
+    """A is no worse than b on every objective and better on one (by means)."""
     cols = [o.column for o in objectives]
     if a[cols].isna().any() or b[cols].isna().any():
         return False
@@ -37,8 +41,11 @@ def dominates(a: pd.Series, b: pd.Series, objectives: list[Objective]) -> bool:
 
 
 def dominates_beyond_ci(a: pd.Series, b: pd.Series, objectives: list[Objective]) -> bool | None:
-    """Domination that survives the confidence intervals: a no worse by means everywhere, and on some
-    objective a's whole interval is better than b's. None when either lacks a CI (one seed)."""
+    """Domination that survives the confidence intervals.
+
+    a is no worse by means everywhere, and on some objective a's whole interval is better than b's.
+    None when either lacks a CI (one seed).
+    """
     if not dominates(a, b, objectives):
         return False
     bounds = [f"{o.column}_{s}" for o in objectives for s in ("lo", "hi")]

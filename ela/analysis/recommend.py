@@ -28,7 +28,7 @@ class Constraints:
 
 
 def quality_constraint(configs: pd.DataFrame, tolerance: float) -> tuple[pd.DataFrame, float | None, str]:
-    """configs with `quality_ok` (accuracy >= tolerance x fp32 accuracy), the threshold, and a note."""
+    """Configs with `quality_ok` (accuracy >= tolerance x fp32 accuracy), the threshold, and a note."""
     c = configs.copy()
     fp32 = c[c["params.precision.name"] == "fp32"]
     if fp32.empty or s.ACCURACY not in c:

@@ -135,8 +135,10 @@ class CarbonTracker:
 
 
 class CodeCarbonMeter:
-    """CPU + RAM energy over exactly a window, from CodeCarbon's `start_task` / `stop_task` (the CPU-only
-    meter where RAPL can't be read). CodeCarbon models both there, and the method tag says so."""
+    """CPU + RAM energy over exactly a window, from CodeCarbon's `start_task` / `stop_task`.
+
+    The CPU-only meter where RAPL can't be read: CodeCarbon models both there, and the method tag says so.
+    """
 
     counter = None  # nothing to sample for a trace
 

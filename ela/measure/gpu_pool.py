@@ -158,8 +158,9 @@ def _cuda_index(uuid: str) -> int:
 
 @contextlib.contextmanager
 def claim_gpu(gpus: str | list[int] | None, on_wait: Callable[[list[str]], None] | None = None) -> Iterator[int | None]:
-    """gpus=None: no claim (CUDA_VISIBLE_DEVICES decides). `all` or CUDA indices: claim a free GPU of
-    these for the with-block and yield the CUDA index to use.
+    """Claim a free GPU of `gpus` for the with-block and yield its CUDA index (None: no claim).
+
+    gpus=None: CUDA_VISIBLE_DEVICES decides; `all` or CUDA indices: one of these GPUs, held for the job.
 
     The first claim in a process happens before CUDA starts (GPUs are listed through NVML) and sets
     CUDA_VISIBLE_DEVICES to that GPU alone, so nothing the job does can touch another card; later jobs

@@ -40,6 +40,7 @@ class Window:
 
     @property
     def avg_power_w(self) -> float:
+        """Energy / duration, W."""
         return self.energy_j / self.duration_s
 
 
@@ -52,9 +53,11 @@ class FakeCounter:
         self._power_w, self._clock, self._t0 = power_w, clock, clock()
 
     def read_j(self) -> float:
+        """The constant power times the time since creation."""
         return self._power_w * (self._clock() - self._t0)
 
     def read_power_w(self) -> float:
+        """The constant power."""
         return self._power_w
 
 
@@ -67,6 +70,7 @@ class ReplayCounter:
         self._readings: Iterator[float] = iter(readings_j)
 
     def read_j(self) -> float:
+        """The next recorded reading."""
         return next(self._readings)
 
 
@@ -86,6 +90,7 @@ class RaplCounter:
         self._offset = [0] * len(self._zones)
 
     def read_j(self) -> float:
+        """Joules since an arbitrary origin, all zones summed, wrap-arounds added back."""
         total = 0
         for i, (_, path, span) in enumerate(self._zones):
             raw = _read_uj(path)
@@ -136,11 +141,17 @@ class Meter(Protocol):
     method: str
     counter: EnergyCounter | None  # for the background trace; None where there is no counter to sample
 
-    def sync(self) -> None: ...
+    def sync(self) -> None:
+        """Wait for the work queued on the measured device."""
+        ...
 
-    def begin_window(self, name: str) -> None: ...
+    def begin_window(self, name: str) -> None:
+        """Open a window: synchronise, read the clock and the meter."""
+        ...
 
-    def end_window(self, name: str) -> Window: ...
+    def end_window(self, name: str) -> Window:
+        """Close it: synchronise, read both again, return the window (invalid readings raise)."""
+        ...
 
 
 class WindowMeter:
@@ -157,6 +168,7 @@ class WindowMeter:
 
     @property
     def method(self) -> str:
+        """How the counter obtains its figure (a tag)."""
         return self.counter.method
 
     def sync(self) -> None:

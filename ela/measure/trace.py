@@ -26,12 +26,16 @@ class PowerTrace:
         self._t0 = time.perf_counter()
 
     def start(self) -> PowerTrace:
+        """Start sampling in the background."""
         self._thread.start()
         return self
 
     def mark(self, phase: str) -> None:
-        """Label the samples from now on with this phase (e.g. `window 2`); sample once right away so
-        even a phase shorter than the interval shows up. Called between phases, never inside a window."""
+        """Label the samples from now on with this phase (e.g. `window 2`), and sample once now.
+
+        The sample right away lets a phase shorter than the interval show up. Called between phases,
+        never inside a window.
+        """
         self._phase = phase
         self._sample()
 

@@ -37,7 +37,7 @@ TRITON_WARPS: int | None = None  # None: 4 warps per program, 8 from S > 64 (ben
 
 
 def key_lengths(attention_mask: torch.Tensor | None = None, kv_length: int = 0, **_kwargs) -> torch.Tensor | None:
-    """transformers mask hook: the number of real (leading) tokens per sequence, int32 [B], or None."""
+    """Transformers mask hook: the number of real (leading) tokens per sequence, int32 [B], or None."""
     if attention_mask is None:
         return None
     return attention_mask[:, -kv_length:].sum(-1, dtype=torch.int32)
@@ -53,7 +53,7 @@ def _hook(name: str):
         scaling: float | None = None,
         **_kwargs,  # dropout is 0 in eval mode, which is all ela runs
     ) -> tuple[torch.Tensor, None]:
-        """transformers attention hook: q, k, v [B, H, S, D] -> output [B, S, H, D] (no weights)."""
+        """Transformers attention hook: q, k, v [B, H, S, D] -> output [B, S, H, D] (no weights)."""
         if getattr(module, "is_causal", False):
             raise ElaError(f"attn_implementation={name} is bidirectional; this model's attention is causal: use sdpa")
         b, h, s, d = query.shape
@@ -77,7 +77,7 @@ def flash_varlen(q, k, v, lengths: torch.Tensor, seq: int, scale: float) -> torc
 
 
 def triton_short(q, k, v, lengths: torch.Tensor, seq: int, scale: float) -> torch.Tensor:
-    """ela's Triton kernel on [B*S, H, D]: segment i is rows i*S.., its first lengths[i] keys."""
+    """Ela's Triton kernel on [B*S, H, D]: segment i is rows i*S.., its first lengths[i] keys."""
     # through torch.ops (built by register()): dynamo sees one opaque op, not the Python that builds it
     return torch.ops.ela.padded_triton_attention(q, k, v, lengths, seq, scale)
 

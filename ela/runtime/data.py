@@ -52,6 +52,7 @@ class Batches:
 
     @property
     def num_samples(self) -> int:
+        """Samples in the split."""
         return len(self.token_lengths)
 
     @property

@@ -20,7 +20,9 @@ DEVICES = ("auto", "cuda", "cpu")
 
 def resolve_device(requested: str, index: int | None = None) -> torch.device:
     """`auto` -> cuda if available else cpu; `cuda` without a GPU is an error, not a fallback.
-    index: the CUDA device a job claimed (gpus=...), made current so nothing lands elsewhere."""
+
+    index: the CUDA device a job claimed (gpus=...), made current so nothing lands elsewhere.
+    """
     if requested == "auto":
         requested = "cuda" if torch.cuda.is_available() else "cpu"
     if requested == "cuda" and not torch.cuda.is_available():

@@ -20,6 +20,8 @@ if TYPE_CHECKING:  # config imports this module's choices: no import of config a
 
 @dataclass
 class LoadedModel:
+    """A tokenizer and model, where they came from, and the weights transformers had to initialise."""
+
     tokenizer: object
     model: torch.nn.Module
     source: str  # resolved local directory or "hub:<id>"
@@ -107,9 +109,12 @@ def load_model(cfg: ModelConfig) -> LoadedModel:
 
 @contextlib.contextmanager
 def stock_kernels(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
-    """Inside: transformers' sdpa attention in place of ela's padded_* kernels, so the references ela's
-    engines and kernels are compared with (`agreement_with_eager`, `agreement_with_fp32`) are the model as
-    transformers runs it; ela's kernels also never run in fp32 (Triton's tl.dot would use TF32 there)."""
+    """Inside: transformers' sdpa attention in place of ela's padded_* kernels.
+
+    So the references ela's engines and kernels are compared with (`agreement_with_eager`,
+    `agreement_with_fp32`) are the model as transformers runs it; ela's kernels also never run in fp32
+    (Triton's tl.dot would use TF32 there).
+    """
     attn = model.config._attn_implementation
     if attn not in attention.NAMES:
         yield model

@@ -13,8 +13,10 @@ NAMED = {"precision", "batch", "seed", "engine", "engine.name", "resume"}  # alr
 
 
 def run_name(precision: str, batch: object, seed: object, engine: str = "eager", extra: tuple[str, ...] = ()) -> str:
-    """`fp16-b8-s0`, `fp16-b8-compile-s0` for a non-eager engine, `fp16-b8-attn_implementation=eager-s0` with
-    another swept key (extra)."""
+    """`fp16-b8-s0`; `fp16-b8-compile-s0` for a non-eager engine; `fp16-b8-attn_implementation=eager-s0`.
+
+    extra: other swept keys as `key=value`.
+    """
     middle = "".join(f"-{x}" for x in ([] if engine in ("eager", None) else [engine]) + list(extra))
     return f"{precision}-b{batch}{middle}-s{seed}"
 
@@ -31,8 +33,10 @@ def swept_labels(overrides: list[str], axes: str | None) -> tuple[str, ...]:
 
 
 def config_hash(data: dict[str, Any], with_seed: bool = False) -> str:
-    """Hash of everything that defines the measured work: not bookkeeping, and not the seed unless asked
-    (without: groups the seeds of one configuration; with: identifies one job, for resume)."""
+    """Hash of everything that defines the measured work: not bookkeeping, and not the seed unless asked.
+
+    Without the seed it groups the seeds of one configuration; with it, it identifies one job (resume).
+    """
     work = {k: v for k, v in data.items() if k not in BOOKKEEPING or (with_seed and k == "seed")}
     return hashlib.sha256(json.dumps(work, sort_keys=True, default=str).encode()).hexdigest()[:16]
 

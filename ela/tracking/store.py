@@ -67,9 +67,11 @@ def check_sqlite(path: Path) -> None:
 
 
 def create_sqlite_store(path: Path) -> None:
-    """Create the SQLite store whole before anyone uses it: built under a temporary name, then linked into
-    place only if no other process got there first (two processes migrating one new file collide with
-    "table ... already exists")."""
+    """Create the SQLite store whole before anyone uses it.
+
+    It is built under a temporary name, then linked into place only if no other process got there first
+    (two processes migrating one new file collide with "table ... already exists").
+    """
     from mlflow.tracking import MlflowClient
 
     if path.is_file() and path.stat().st_size > 0:
@@ -152,6 +154,7 @@ class Tracker:
         return run.info.run_id
 
     def log_params(self, run_id: str, params: dict[str, Any]) -> None:
+        """Log params in MLflow's batches of 100 (long values shortened)."""
         from mlflow.entities import Param
 
         items = [Param(k, _text(v, MAX_PARAM_CHARS)) for k, v in params.items()]
@@ -159,6 +162,7 @@ class Tracker:
             self.client.log_batch(run_id, params=items[i : i + 100])
 
     def log_metrics(self, run_id: str, metrics: dict[str, float]) -> None:
+        """Log metrics (None values left out) in batches of 1000."""
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
@@ -167,6 +171,7 @@ class Tracker:
             self.client.log_batch(run_id, metrics=items[i : i + 1000])
 
     def set_tags(self, run_id: str, tags: dict[str, Any]) -> None:
+        """Set tags in batches of 100 (long values shortened)."""
         from mlflow.entities import RunTag
 
         items = [RunTag(k, _text(v, MAX_TAG_CHARS)) for k, v in tags.items()]
@@ -182,6 +187,7 @@ class Tracker:
             self.client.log_artifacts(run_id, tmp)
 
     def end_run(self, run_id: str, status: str) -> None:
+        """End the run with this status (FINISHED, FAILED, KILLED)."""
         self.client.set_terminated(run_id, status=status)
 
     def finished_run(self, run_hash: str) -> str | None:

@@ -1,5 +1,4 @@
-"""Hydra's basic grid, with repetitions interleaved, every job's config validated before the first starts,
-and an interrupted sweep closed cleanly.
+"""ela's sweeper: Hydra's basic grid with repetitions interleaved, configs validated first, stops clean.
 
 Hydra's basic sweeper varies the last override fastest, so `precision=fp32,bf16 seed=0,1,2` runs each
 configuration three times in a row and slow drift of the machine (clocks, temperature, neighbours)
@@ -48,8 +47,11 @@ class InterleavedSweeper(BasicSweeper):
         return list(BasicSweeper.split_overrides_to_chunks(ordered, max_batch_size))
 
     def validate_batch_is_legal(self, batch: Sequence[Sequence[str]]) -> None:
-        """Hydra's check that each job's config composes, then ela's validation of it: bad values stop the
-        sweep before any job starts (a typo in the third value must not fail the sweep an hour in)."""
+        """Hydra's check that each job's config composes, then ela's validation of it.
+
+        Bad values stop the sweep before any job starts (a typo in the third value must not fail the
+        sweep an hour in).
+        """
         super().validate_batch_is_legal(batch)
         from ela.config import validate
 
