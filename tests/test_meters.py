@@ -67,27 +67,6 @@ def test_fake_counter_integrates_constant_power():
     assert w.energy_j == pytest.approx(100.0) and w.method == "fake-counter"
 
 
-class SteppedCounter:
-    """A counter that moves by 10 J every `period` seconds of real time, like NVML's ~100 ms ticks."""
-
-    method = "stepped"
-
-    def __init__(self, period: float) -> None:
-        import time
-
-        self.period, self.t0, self.time = period, time.perf_counter(), time.perf_counter
-
-    def read_j(self) -> float:
-        return 10.0 * int((self.time() - self.t0) / self.period)
-
-
-def test_tick_period_of_a_quantised_counter():
-    from ela.measure.meters import tick_period_s
-
-    assert tick_period_s(SteppedCounter(0.05), max_s=0.5) == pytest.approx(0.05, abs=0.01)
-    assert tick_period_s(FakeCounter(100.0), max_s=0.1) is None  # continuous: no ticks to count
-
-
 class SleepClock:
     """An injected clock that only moves when the code under test sleeps."""
 
@@ -99,6 +78,27 @@ class SleepClock:
 
     def sleep(self, s: float) -> None:
         self.t += s
+
+
+class SteppedCounter:
+    """A counter that moves by 10 J every `period` seconds of a clock, like NVML's ~100 ms ticks."""
+
+    method = "stepped"
+
+    def __init__(self, period: float, clock: SleepClock) -> None:
+        self.period, self.clock = period, clock
+
+    def read_j(self) -> float:
+        return 10.0 * int(self.clock() / self.period)
+
+
+def test_tick_period_of_a_quantised_counter():
+    from ela.measure.meters import tick_period_s
+
+    clock = SleepClock()
+    assert tick_period_s(SteppedCounter(0.05, clock), 0.5, clock, clock.sleep) == pytest.approx(0.05, abs=0.003)
+    clock = SleepClock()
+    assert tick_period_s(FakeCounter(100.0, clock=clock), 0.1, clock, clock.sleep) is None  # continuous
 
 
 def test_settle_waits_until_power_stops_falling():

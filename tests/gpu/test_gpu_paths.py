@@ -41,7 +41,7 @@ def test_nvml_window_is_the_counter_difference_and_above_idle():
     busy(3.0)
     window = meter.end_window("busy")
     e1 = counter.read_j()
-    assert window.method == "nvml-counter" and 2.9 < window.duration_s < 6.0
+    assert window.method == "nvml-counter" and window.duration_s >= 2.9
     assert 0 < window.energy_j <= e1 - e0  # the window is inside the raw reads around it
     assert idle.power_w < window.avg_power_w <= gpu.power_limit_w * 1.1
     state = card_state(gpu)
