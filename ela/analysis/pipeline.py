@@ -69,6 +69,10 @@ def analyze(cfg: AnalyzeConfig) -> tuple[Analysis, Tracker]:
     for tag, what in (("tags.ela.method.energy", "Energy method"), ("tags.gpu.name", "card")):
         if tag in finished:
             notes.append(f"{what}: {', '.join(sorted(finished[tag].dropna().astype(str).unique())) or 'none'}.")
+    if "tags.ela.energy_scope" in finished and (finished["tags.ela.energy_scope"] == "cpu+ram").any():
+        notes.append(
+            "Energy per sample here is CodeCarbon's CPU+RAM model over each window (no readable RAPL): modelled."
+        )
     if len(running):
         notes.append(f"{len(running)} job(s) still RUNNING, left out: " + ", ".join(running["tags.mlflow.runName"]))
     configs = configurations(finished)
