@@ -62,6 +62,8 @@ class SweepCallback(Callback):
         self.parent_id: str | None = None
         self.sweep_dir: Path | None = None
         self.unlogged: list[str] = []  # jobs that failed before they had a run (the sweeper reports them)
+        self.created = False
+        self.resumed_status = "FINISHED"  # the status a resumed parent had before this sweep reopened it
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         """Open the store and create (or, with resume=true, reopen) the sweep's parent run."""
@@ -85,6 +87,7 @@ class SweepCallback(Callback):
         overrides = " ".join(hydra_cfg.overrides.task)
         key = sweep_key(list(hydra_cfg.overrides.task))
         self.parent_id = self._resumable(key) if config.get("resume") else None
+        self.created = self.parent_id is None  # a resumed sweep's parent holds earlier runs: never deleted
         if self.parent_id is None:
             self.parent_id = self.tracker.start_run(
                 name=str(
@@ -119,6 +122,7 @@ class SweepCallback(Callback):
         if not previous:
             return None
         run_id = previous[0].info.run_id
+        self.resumed_status = previous[0].info.status
         self.tracker.client.update_run(run_id, status="RUNNING")
         print(f"[ela] resume: continuing sweep {previous[0].info.run_name} ({run_id[:8]})", flush=True)
         return run_id
@@ -177,7 +181,9 @@ class SweepCallback(Callback):
         """The grid is invalid and no job ran: delete the parent run so no empty sweep is left behind."""
         global _active
         _active = None
-        if self.tracker is not None and self.parent_id is not None:
+        if self.tracker is not None and self.parent_id is not None and not self.created:
+            self.tracker.end_run(self.parent_id, self.resumed_status)  # a resumed sweep: back as it was
+        elif self.tracker is not None and self.parent_id is not None:
             try:
                 self.tracker.set_tags(self.parent_id, {"ela.error": reason})
                 self.tracker.client.delete_run(self.parent_id)
