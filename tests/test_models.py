@@ -56,7 +56,7 @@ def test_missing_local_checkpoint(tmp_path, monkeypatch):
         load_model(replace(CFG, path=str(tmp_path / "nope")))
     # A relative path that exists is a local folder even without ./ (never sent to the Hub).
     monkeypatch.chdir(MODEL.parent)
-    assert load_model(replace(CFG, path=MODEL.name)).source == str(MODEL)
+    assert load_model(replace(CFG, path=MODEL.name)).source == str(MODEL.resolve())
 
 
 def test_hub_id_offline_is_one_clear_error(monkeypatch):
