@@ -45,7 +45,9 @@ def run_keys(conf_dir: str) -> tuple[list[str], list[str]]:
     from ela.tracking.identity import flatten
 
     with initialize_config_dir(config_dir=conf_dir, version_base="1.3"):
-        data = OmegaConf.to_container(compose("config"), resolve=False)
+        cfg = compose("config", return_hydra_config=True)
+        groups = [g for g in cfg.hydra.runtime.choices if not g.startswith("hydra/")]  # experiment, model, ...
+        data = OmegaConf.to_container(cfg, resolve=False)
     data.pop("hydra", None)
     sections = sorted(k for k, v in data.items() if isinstance(v, dict))
-    return sorted(set(data) | set(flatten(data))), sections
+    return sorted(set(data) | set(flatten(data)) | set(groups)), sections

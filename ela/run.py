@@ -44,6 +44,13 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
     if interrupt.received() or interrupt.sweep_stopped(sweep_dir):  # the sweep was stopped: start nothing
         print(f"[ela] {name} not started: the sweep was interrupted", file=sys.stderr, flush=True)
         return {"status": "NOT_STARTED"}
+    try:  # a value that can't be valid is refused before any run exists (ela's sweeper checked sweeps already)
+        job = validate(data)
+    except ElaError as err:
+        print(f"[ela] {'job' if multirun else 'single run'} {name} not started: {err}", file=sys.stderr, flush=True)
+        if not multirun:
+            sys.exit(2)
+        return {"status": "FAILED", "error": str(err)}
     uri = tracking_uri(data.get("tracking", {}).get("uri"), hc.runtime.cwd)
     try:  # an unusable store is the one error a job can't log: say so plainly, before any work
         tracker = Tracker(uri, data.get("tracking", {}).get("experiment") or "ela")
@@ -62,6 +69,7 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
         "ela.job_dir": hc.runtime.output_dir,
         "ela.overrides": " ".join(hc.overrides.task),
         **({"ela.sweep_position": str(hc.job.num)} if multirun else {}),
+        **({"ela.experiment": str(preset)} if (preset := hc.runtime.choices.get("experiment")) else {}),
         **environment_tags(),
     }
     try:
@@ -78,7 +86,6 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
         tracker.log_files(run_id, {"config.yaml": OmegaConf.to_yaml(OmegaConf.create(data))})
         from ela.job import measure_job
 
-        job = validate(data)
         outcome = measure_job(job, Path(hc.runtime.output_dir), progress)
         keep_locally(Path(hc.runtime.output_dir), outcome.metrics, outcome.tags)
         tracker.log_metrics(run_id, {**outcome.metrics, "job_wall_s": time.perf_counter() - t0})

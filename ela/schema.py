@@ -231,6 +231,7 @@ TAGS = (
     Tag("ela.sweep_id", "the parent run of the sweep (also `mlflow.parentRunId`)"),
     Tag("ela.sweep_position", "the job's place in the sweep's launch order"),
     Tag("ela.overrides", "the job's command-line overrides"),
+    Tag("ela.experiment", "the preset (`experiment=smoke`, `seed_study`, `engines`) a run came from"),
     Tag("ela.job_dir", "the job's Hydra output folder (holds `ela_result.json`)"),
     Tag("ela.engine", "e.g. `eager`, `compile(reduce-overhead,freezing)`"),
     Tag("ela.attn_implementation", "the attention kernel transformers loaded"),

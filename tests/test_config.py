@@ -109,7 +109,7 @@ def test_a_typo_in_a_key_gets_the_key_meant_before_hydra():
     assert found == ("measure.gpu_meter", ["measure.energy_meter"])
     assert unknown_key(["batchsize=8"], keys, sections)[0] == "batchsize"
     known = ["model=local", "model.path=/x", "hydra/launcher=joblib_gpus", "+extra=1", "seed=0,1", "--help",
-             "dataset.label_map.neg=negative"]  # fmt: skip
+             "experiment=smoke", "dataset.label_map.neg=negative"]  # fmt: skip
     assert unknown_key(known, keys, sections) is None  # groups, dotted keys, leaves' own keys, Hydra's pass
 
 

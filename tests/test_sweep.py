@@ -125,12 +125,11 @@ def test_a_failing_job_does_not_stop_the_sweep(tmp_path):
     assert "1 finished, 1 failed" in proc.stdout
 
 
-def test_invalid_config_fails_before_loading_anything(tmp_path):
+def test_an_invalid_value_is_refused_before_any_run_exists(tmp_path):
     proc = run_ela(tmp_path, *LOCAL, "batch=0", multirun=False)
-    assert proc.returncode == 1
-    (run,) = all_runs(tmp_path)
-    assert run.info.status == "FAILED" and "batch=0" in run.data.tags["ela.error"]
-    assert "invalid value batch=0" in proc.stderr
+    assert proc.returncode == 2 and "single run fp32-b0-s0 not started: invalid value batch=0" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "mlflow.db").exists()  # no run, not even a store, for a value that can't be valid
 
 
 def test_untrained_head_refused_then_allowed_and_tagged(tmp_path):

@@ -98,6 +98,7 @@ class SweepCallback(Callback):
                     "ela.sweep_key": key,
                     "ela.sweep_dir": str(self.sweep_dir.resolve()),
                     "ela.overrides": overrides,
+                    **({"ela.experiment": str(p)} if (p := hydra_cfg.runtime.choices.get("experiment")) else {}),
                     **environment_tags(),
                 },
             )
