@@ -19,10 +19,10 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
-from tqdm import tqdm
 
 from ela import ElaError, interrupt
 from ela.config import to_container, validate
+from ela.job.progress import Progress
 from ela.measure.gpu_pool import visible_gpu_count
 from ela.tracking.environment import environment_tags
 from ela.tracking.identity import AXES_ENV, config_hash, flatten, run_name, swept_labels
@@ -79,7 +79,7 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
         if not multirun:
             sys.exit(2)
         return {"status": "FAILED", "error": one_line(err)}
-    progress = tqdm(total=1, desc=name, leave=False, bar_format="{desc}: {postfix}", disable=None)
+    progress = Progress(name, hc.job.num if multirun else None)
     t0 = time.perf_counter()
     try:
         tracker.log_params(run_id, flatten(data))

@@ -22,9 +22,9 @@ def test_a_waiter_never_erases_the_holders_pid_and_is_told_who_holds_it(tmp_path
     from ela.measure.gpu_pool import other_holders
 
     told = []
-    with claim(["gpu-a"], lock_dir=tmp_path):
+    with claim(["gpu-a"], lock_dir=tmp_path, owner="fp16-b8-s0"):
         before = (tmp_path / "gpu-a.lock").read_text()
-        assert before.split()[0] == str(os.getpid())
+        assert before.startswith(f"pid {os.getpid()} on ") and before.strip().endswith(" fp16-b8-s0")
         with pytest.raises(TimeoutError), claim(["gpu-a"], tmp_path, poll_s=0.01, timeout_s=0.05, on_wait=told.append):
             pass
         assert (tmp_path / "gpu-a.lock").read_text() == before  # the waiter opened it without truncating

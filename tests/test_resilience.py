@@ -182,3 +182,22 @@ def test_a_job_that_cannot_run_here_fails_before_waiting_for_the_host(tmp_path, 
         proc = run_ela(tmp_path, *FAST, "precision=tf32", multirun=False, timeout=120)
     assert proc.returncode == 1 and "needs TF32 tensor cores" in proc.stderr
     assert "waits for its device" not in proc.stderr  # refused at once, not after the other job
+
+
+def test_a_job_waiting_for_the_host_says_who_holds_it(tmp_path):
+    import socket
+
+    from ela.measure.gpu_pool import claim
+
+    locks = tmp_path / "locks"
+    cmd = [sys.executable, "-m", "ela.run", *FAST, f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}",
+           f"hydra.run.dir={tmp_path / 'out'}"]  # fmt: skip
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "ELA_GPU_LOCK_DIR": str(locks)}
+    with claim([f"cpu-{socket.gethostname()}"], lock_dir=locks, owner="someone-elses-job"):
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+        line = ""
+        while "waits for its device" not in line:  # the job blocks on our lock and says so once
+            line = proc.stderr.readline()
+            assert line or proc.poll() is None, "the job ended without waiting"
+    assert "held by pid " in line and "someone-elses-job" in line and str(locks) in line
+    assert proc.wait(timeout=300) == 0  # and runs once the lock is free

@@ -26,7 +26,7 @@ from ela.job.score import score
 from ela.measure import host
 from ela.measure.carbon import CarbonTracker
 from ela.measure.energy import MeterChoice, make_meter
-from ela.measure.gpu_pool import claim, claim_gpu, other_holders, pinned
+from ela.measure.gpu_pool import LOCK_DIR, claim, claim_gpu, other_holders, pinned
 from ela.measure.loops import energy_window, idle_power, latency_passes, make_forward, predict, warmup
 from ela.measure.meters import MeasurementError, tick_period_s
 from ela.measure.nvml import card_state
@@ -99,14 +99,19 @@ def _device_lock(job: JobConfig, device_type: str) -> contextlib.AbstractContext
     """The claim this job holds while it runs: its GPU, the host's CPU, or nothing."""
 
     def waiting(holders: list[str]) -> None:
-        print(f"[ela] {job.run_name} waits for its device, held by {', '.join(holders)}", file=sys.stderr, flush=True)
+        held = "; ".join(holders)
+        print(
+            f"[ela] {job.run_name} waits for its device, held by {held} (locks in {LOCK_DIR})",
+            file=sys.stderr,
+            flush=True,
+        )
 
     if job.gpus is not None:  # claimed before anything starts CUDA, so the job can be pinned to it
-        return claim_gpu(job.gpus, on_wait=waiting)
+        return claim_gpu(job.gpus, on_wait=waiting, owner=job.run_name)
     if device_type == "cpu":
         # Jobs measuring the CPU at the same time would measure each other: one at a time per host,
         # whatever the launcher starts concurrently (submitit's local executor starts them all).
-        return claim([f"cpu-{socket.gethostname()}"], on_wait=waiting)
+        return claim([f"cpu-{socket.gethostname()}"], on_wait=waiting, owner=job.run_name)
     return claim_gpu(None)
 
 
@@ -175,9 +180,11 @@ def run_phases(job: JobConfig, device: torch.device, choice: MeterChoice, trace:
     def step(name: str) -> None:
         interrupt.check()  # a stop request ends the job here, between phases
         if progress is not None:
-            progress.set_postfix_str(name)
+            progress.phase(name)
         if trace is not None:
             trace.mark(name)
+
+    tick = progress.tick if progress is not None else None
 
     step("load")
     loaded, model = load(job, device)
@@ -207,11 +214,11 @@ def run_phases(job: JobConfig, device: torch.device, choice: MeterChoice, trace:
     step("warm-up")
     warmup(forward, batches, me.warmup_batches, sync)
     step("latency passes")
-    lat = latency_passes(forward, batches, sync, me.min_window_s)
+    lat = latency_passes(forward, batches, sync, me.min_window_s, on_pass=tick)
     state_start, others, windows, before = card_state(gpu) if gpu else {}, other_holders(), [], host.sample()
     for i in range(me.repeats):
         step(f"window {i + 1}/{me.repeats}")
-        windows.append(energy_window(forward, batches, sync, meter, me.min_window_s))
+        windows.append(energy_window(forward, batches, sync, meter, me.min_window_s, on_pass=tick))
     share = host.other_cpu_share(before, host.sample())
     step("score")
     peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else _peak_rss_mb()

@@ -29,10 +29,12 @@ def claim(
     poll_s: float = 1.0,
     timeout_s: float | None = None,
     on_wait: Callable[[list[str]], None] | None = None,
+    owner: str = "",
 ) -> Iterator[int]:
     """Block until one of keys is free, hold it for the with-block, and yield its position in keys.
 
-    on_wait is called once, when every key is taken, with who holds them (what their lock files say).
+    The lock file says who holds it (pid, host, owner: the run's name). on_wait is called once, when every
+    key is taken, with what the holders' lock files say.
     """
     if not keys:
         raise ElaError("nothing to claim: this job may use no GPU (see gpus= and CUDA_VISIBLE_DEVICES)")
@@ -49,7 +51,7 @@ def claim(
                 continue
             try:
                 os.ftruncate(fd, 0)
-                os.write(fd, f"{os.getpid()} {socket.gethostname()}\n".encode())
+                os.write(fd, f"pid {os.getpid()} on {socket.gethostname()} {owner}".strip().encode() + b"\n")
                 yield i
             finally:
                 fcntl.flock(fd, fcntl.LOCK_UN)
@@ -157,7 +159,9 @@ def _cuda_index(uuid: str) -> int:
 
 
 @contextlib.contextmanager
-def claim_gpu(gpus: str | list[int] | None, on_wait: Callable[[list[str]], None] | None = None) -> Iterator[int | None]:
+def claim_gpu(
+    gpus: str | list[int] | None, on_wait: Callable[[list[str]], None] | None = None, owner: str = ""
+) -> Iterator[int | None]:
     """Claim a free GPU of `gpus` for the with-block and yield its CUDA index (None: no claim).
 
     gpus=None: CUDA_VISIBLE_DEVICES decides; `all` or CUDA indices: one of these GPUs, held for the job.
@@ -173,7 +177,7 @@ def claim_gpu(gpus: str | list[int] | None, on_wait: Callable[[list[str]], None]
     import torch
 
     keys = [_pinned] if _pinned is not None else choose(gpus, _visible())
-    with claim(keys, on_wait=on_wait) as position:
+    with claim(keys, on_wait=on_wait, owner=owner) as position:
         uuid = keys[position]
         if _pinned is None and not torch.cuda.is_initialized():
             os.environ["CUDA_VISIBLE_DEVICES"] = uuid  # read when CUDA starts, just after this

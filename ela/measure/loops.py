@@ -62,7 +62,12 @@ class LatencyPasses:
 
 
 def latency_passes(
-    forward: Forward, batches: Batches, sync: Callable[[], None], min_s: float, clock: Clock = time.perf_counter
+    forward: Forward,
+    batches: Batches,
+    sync: Callable[[], None],
+    min_s: float,
+    clock: Clock = time.perf_counter,
+    on_pass: Callable[[float], None] | None = None,
 ) -> LatencyPasses:
     """Whole passes with the device synchronised around every batch, until they cover >= min_s.
 
@@ -85,6 +90,8 @@ def latency_passes(
                 logits.append(out.float().cpu())
             interrupt.check()
         runs.append(times)
+        if on_pass is not None:
+            on_pass((clock() - t_start) / min_s)
     return LatencyPasses(batch_ms=runs, logits=torch.cat(logits), duration_s=clock() - t_start)
 
 
@@ -105,6 +112,7 @@ def energy_window(
     meter: Meter | None,
     min_window_s: float,
     clock: Clock = time.perf_counter,
+    on_pass: Callable[[float], None] | None = None,
 ) -> EnergyWindow:
     """Whole passes over the split until the window lasts >= min_window_s.
 
@@ -123,6 +131,8 @@ def energy_window(
         if clock() - t0 >= min_window_s:
             break
         interrupt.check()
+        if on_pass is not None:  # a flag check and a line redrawn between passes: no device work
+            on_pass((clock() - t0) / min_window_s)
     window = meter.end_window("energy") if meter is not None else None
     sync()
     duration = window.duration_s if window is not None else clock() - t0

@@ -13,6 +13,7 @@ import itertools
 import os
 import random
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,6 +22,7 @@ from hydra.core.override_parser.types import Override
 from omegaconf import OmegaConf, open_dict
 
 from ela import ElaError, interrupt
+from ela.job.progress import JOBS_ENV, START_ENV
 from ela.tracking.identity import AXES_ENV
 
 
@@ -42,6 +44,7 @@ class InterleavedSweeper(BasicSweeper):
         """The grid as job override lists, repetition outermost, in batches of max_batch_size."""
         (jobs,) = BasicSweeper.split_arguments(overrides, None)
         ordered = interleave(jobs, self.repeat_key, self.shuffle, self.shuffle_seed)
+        os.environ[JOBS_ENV], os.environ[START_ENV] = str(len(ordered)), str(time.time())  # progress lines, ETA
         # Run names carry every swept key, so two jobs differing only in, say, attention are told apart.
         os.environ[AXES_ENV] = ",".join(o.get_key_element() for o in overrides if o.is_sweep_override())
         return list(BasicSweeper.split_overrides_to_chunks(ordered, max_batch_size))
