@@ -91,6 +91,9 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
         tracker.log_metrics(run_id, {**outcome.metrics, "job_wall_s": time.perf_counter() - t0})
         tracker.set_tags(run_id, outcome.tags)
         tracker.log_files(run_id, outcome.files)
+        if outcome.dataset is not None:
+            d = outcome.dataset
+            tracker.log_dataset(run_id, d.name, d.source, d.table)
         tracker.end_run(run_id, "FINISHED")
         progress.close()
         print(summary_line(name, "FINISHED", outcome.metrics, outcome.tags, run_id), flush=True)

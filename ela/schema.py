@@ -151,7 +151,14 @@ JOB = (
         "flagged in `ela.warning`)",
     ),
 )
-SWEEP = (Metric(("jobs_finished", "jobs_failed", "jobs_killed"), "count", "the sweep's jobs by how they ended"),)
+SWEEP = (
+    Metric(("jobs_finished", "jobs_failed", "jobs_killed"), "count", "the sweep's jobs by how they ended"),
+    Metric(
+        (f"best_{ENERGY}", f"best_{COST}", f"best_{P90}"),
+        "J, ms, ms",
+        "the parent run's: the lowest of each over its FINISHED jobs (the analysis compares them with CIs)",
+    ),
+)
 DERIVED = (  # computed per run by ela.analyze from the metrics above
     Metric((ENERGY_PER_CORRECT,), "J", "energy per sample / accuracy"),
     Metric(("samples_per_j",), "1/J", "1 / energy per sample"),
@@ -252,6 +259,7 @@ TAGS = (
     Tag("ela.sweep_dir", "a sweep's folder"),
     Tag("ela.jobs_finished", "also `ela.jobs_failed`, `ela.jobs_killed`: counts on the parent run"),
     Tag("ela.resume", "what a resumed sweep found to do"),
+    Tag("mlflow.note.content", "the parent run's description: the table of its jobs and where to look next"),
     Tag("ela.version", "also `ela.git_commit`, `ela.pid`"),
     Tag("gpu.*", "`name`, `uuid`, `nvml_index`, `driver`, `cuda_driver`, `power_limit_w`, `persistence_mode`"),
     Tag("host.*", "`name`, `cpu`, `python`; also `torch.cuda_runtime`, `torch.num_threads`"),

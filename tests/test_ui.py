@@ -50,17 +50,36 @@ def test_runs_page_lists_the_sweep_and_the_run_page_shows_its_measured_values(ui
     url, profile = ui
     runs = all_runs(swept)
     exp = runs[0].info.experiment_id
-    assert f"{len(runs)} matching runs" in page_text(profile / "a", f"{url}/#/experiments/{exp}/runs")
-    chromium(profile / "b", f"--screenshot={swept / 'ui_runs.png'}", f"{url}/#/experiments/{exp}/runs")
+    classic = "?workflowType=machine_learning"  # the link ela prints; MLflow's UI otherwise opens in GenAI
+    text = page_text(profile / "a", f"{url}/#/experiments/{exp}/runs{classic}")
+    assert f"{len(runs)} matching runs" in text and "Model training" in text and "Judges" not in text
+    chromium(profile / "b", f"--screenshot={swept / 'ui_runs.png'}", f"{url}/#/experiments/{exp}/runs{classic}")
     assert (swept / "ui_runs.png").stat().st_size > 10_000
     child = next(r for r in runs if r.info.run_name == "bf16-b4-s0")
-    text = page_text(profile / "c", f"{url}/#/experiments/{exp}/runs/{child.info.run_id}")
+    text = page_text(profile / "c", f"{url}/#/experiments/{exp}/runs/{child.info.run_id}{classic}")
     m, t = child.data.metrics, child.data.tags
-    # What a person looks for on a run page: the run, its figures as logged, and how they were measured.
+    # What a person looks for on a run page: the run, its figures as logged, how they were measured, its data.
     assert "bf16-b4-s0" in text
     for name in ("accuracy", "cost_ms_per_sample", "energy_j_per_sample", "batch_latency_ms_p90"):
         assert f"{name}{m[name]}" in text.replace(" ", ""), name
     assert t["ela.method.energy"] in text and t["ela.verdict"] in text
+    assert child.inputs.dataset_inputs[0].dataset.name == "sst2" and "sst2" in text  # the dataset it evaluated
+
+
+def test_the_sweeps_run_page_describes_it_and_links_its_jobs(ui, swept):  # noqa: F811
+    url, profile = ui
+    runs = all_runs(swept)
+    parent = next(r for r in runs if PARENT not in r.data.tags)
+    page = f"{url}/#/experiments/{parent.info.experiment_id}/runs/{parent.info.run_id}?workflowType=machine_learning"
+    text = page_text(profile / "f", page)
+    assert f"ela sweep {parent.info.run_name}" in text and "12 finished, 0 failed" in text
+    assert "jobs_finished" in text and "best_energy_j_per_sample" in text
+    assert parent.data.metrics["best_energy_j_per_sample"] == min(
+        r.data.metrics["energy_j_per_sample"] for r in runs if PARENT in r.data.tags
+    )
+    link = parent.data.tags["mlflow.note.content"].split("[Compare these runs](", 1)[1].split(")", 1)[0]
+    compared = page_text(profile / "g", f"{url}/{link}")
+    assert "Comparing 12 Runs" in compared and "bf16-b16-s2" in compared
 
 
 def test_the_analysis_report_is_served_rendered_on_the_parent_run(ui, swept):  # noqa: F811

@@ -13,13 +13,23 @@ from ela.measure.loops import EnergyWindow, Idle, LatencyPasses
 from ela.runtime.data import Batches, EvalSplit
 
 
+@dataclass(frozen=True)
+class DatasetRecord:
+    """The split a job evaluated, as logged to MLflow's dataset inputs (the runs page's Dataset column)."""
+
+    name: str
+    source: str  # a file path, or the dataset's Hub page
+    table: pd.DataFrame  # text and label, in file order
+
+
 @dataclass
 class JobOutcome:
-    """What a job logs: metrics, tags and artifact files by name."""
+    """What a job logs: metrics, tags, artifact files by name, and the dataset it evaluated."""
 
     metrics: dict[str, float] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
     files: dict[str, str | bytes] = field(default_factory=dict)
+    dataset: DatasetRecord | None = None
 
 
 @dataclass

@@ -11,7 +11,7 @@ import pandas as pd
 
 from ela import schema as s
 from ela.config import EngineConfig, JobConfig
-from ela.job.results import JobOutcome, Raw
+from ela.job.results import DatasetRecord, JobOutcome, Raw
 from ela.measure.carbon import CarbonRecord
 from ela.measure.energy import SCOPE
 from ela.measure.metrics import accuracy_metrics, latency_metrics, window_metrics
@@ -66,6 +66,11 @@ def score(job: JobConfig, raw: Raw) -> JobOutcome:
     level, reasons = verdict(m)
     out.tags.update({"ela.verdict": level, "ela.verdict_reasons": "; ".join(reasons) or "none"})
     out.files.update(_files(job, raw))
+    split = loaded.split
+    table = pd.DataFrame({"text": split.texts, "label": [str(v) for v in split.labels]})
+    hub = split.source.startswith("hub:")
+    uri = f"https://huggingface.co/datasets/{job.dataset.hub_id}" if hub else split.source
+    out.dataset = DatasetRecord(name=job.dataset.name, source=uri, table=table)
     return out
 
 

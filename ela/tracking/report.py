@@ -67,6 +67,41 @@ def format_table(df: pd.DataFrame) -> str:
     return formatted(df).to_string(index=False)
 
 
+def runs_page(uri: str, experiment_id: str) -> str:
+    """How to open the experiment's runs in MLflow's classic view (its UI otherwise starts in the GenAI one)."""
+    page = f"#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+    if uri.startswith(("http://", "https://")):
+        return f"{uri.rstrip('/')}/{page}"
+    return f"mlflow ui --backend-store-uri {uri}   then open http://127.0.0.1:5000/{page}"
+
+
+def best_metrics(runs: list[Any]) -> dict[str, float]:
+    """The sweep's best figures over its FINISHED jobs, for the parent run's own metrics."""
+    done = [r for r in runs if r.info.status == "FINISHED"]
+    out = {}
+    for metric in (s.ENERGY, s.COST, s.P90):
+        values = [r.data.metrics[metric] for r in done if metric in r.data.metrics]
+        if values:
+            out[f"best_{metric}"] = min(values)
+    return out
+
+
+def sweep_description(name: str, runs: list[Any], experiment_id: str, summary: str) -> str:
+    """The parent run's Markdown description: what ran, the table of jobs, and where to look next."""
+    table = markdown(formatted(runs_table(runs)))
+    if len(table) > 6000:  # the tag holds 8000 characters: a long sweep's table stays in summary.csv
+        table = f"({len(runs)} jobs: their table is the artifact `summary.csv`)"
+    ids = ",".join(f'"{r.info.run_id}"' for r in runs)
+    compare = f'#/compare-runs?runs=[{ids}]&experiments=["{experiment_id}"]'
+    return (
+        f"**ela sweep `{name}`**: {summary}. Cost is the energy windows' time per sample, p50/p90 the batch "
+        "latency over synchronised passes, J/sample the window energy per sample (how it was measured: each "
+        "run's `ela.method.*` tags; its measurement quality: `ela.verdict`).\n\n"
+        f"{table}\n\n[Compare these runs]({compare}) · analyse the sweep: `python -m ela.analyze sweep={name}` "
+        "(the report is logged here under `analysis/`)."
+    )
+
+
 # `python -m ela.tracking.report`: a sweep's table in Markdown (for notes and benchmarks/README.md).
 MARKDOWN_METRICS = (
     s.ACCURACY, s.AGREE_FP32, s.AGREE_EAGER, "engine_setup_s", s.COST, f"{s.COST}_cv", s.P50, s.P90,

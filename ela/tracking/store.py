@@ -18,7 +18,7 @@ from ela import ElaError
 PARENT_ENV = "ELA_PARENT_RUN_ID"  # set by the sweep callback so every launcher's jobs find their parent
 PARENT_TAG = "mlflow.parentRunId"
 MAX_PARAM_CHARS = 6000
-MAX_TAG_CHARS = 5000
+MAX_TAG_CHARS = 8000  # MLflow's limit for a tag value
 RACES = ("already exists", "Online migration", "database is locked")  # a store another process is creating
 RACE_RETRIES = 5
 
@@ -185,6 +185,22 @@ class Tracker:
                 path = Path(tmp, name)
                 path.write_bytes(content if isinstance(content, bytes) else content.encode())
             self.client.log_artifacts(run_id, tmp)
+
+    def log_dataset(self, run_id: str, name: str, source: str, table) -> None:
+        """Log the evaluated split as the run's MLflow dataset input (with its digest, schema and source)."""
+        import warnings
+
+        from mlflow.data.http_dataset_source import HTTPDatasetSource
+        from mlflow.data.pandas_dataset import from_pandas
+        from mlflow.entities import DatasetInput, InputTag
+
+        origin = HTTPDatasetSource(source) if source.startswith(("http://", "https://")) else source
+        with warnings.catch_warnings():  # MLflow warns about ambiguous local sources and integer columns
+            warnings.simplefilter("ignore")
+            dataset = from_pandas(table, source=origin, targets="label", name=name)
+            entity = dataset._to_mlflow_entity()  # what mlflow.log_input logs; the client API takes entities
+        tags = [InputTag("mlflow.data.context", "evaluation")]
+        self.client.log_inputs(run_id, datasets=[DatasetInput(entity, tags=tags)])
 
     def end_run(self, run_id: str, status: str) -> None:
         """End the run with this status (FINISHED, FAILED, KILLED)."""

@@ -20,10 +20,11 @@ from omegaconf import DictConfig
 
 from ela import ElaError, interrupt
 from ela.tracking.environment import environment_tags
-from ela.tracking.report import format_table, runs_table
+from ela.tracking.report import best_metrics, format_table, runs_page, runs_table, sweep_description
 from ela.tracking.store import PARENT_ENV, Tracker, one_line, tracking_uri
 
 _active: SweepCallback | None = None
+NOTE = "mlflow.note.content"  # MLflow shows this tag as the run's description (Markdown)
 CLOSE_WAIT_S = 20.0  # after a stop request: how long workers get to close their own runs KILLED
 
 
@@ -171,9 +172,12 @@ class SweepCallback(Callback):
         for line in self.unlogged:
             print(f"[ela] not in the table (it has no run): {line}", flush=True)
         counted = {"jobs_finished": finished, "jobs_failed": failed, "jobs_killed": killed}
-        self.tracker.log_metrics(self.parent_id, counted)
-        self.tracker.set_tags(self.parent_id, {f"ela.{k}": v for k, v in counted.items()})
+        self.tracker.log_metrics(self.parent_id, {**counted, **best_metrics(runs)})
+        name = self.tracker.client.get_run(self.parent_id).info.run_name
+        description = sweep_description(name, runs, self.tracker.experiment_id, summary)
+        self.tracker.set_tags(self.parent_id, {**{f"ela.{k}": v for k, v in counted.items()}, NOTE: description})
         self.tracker.log_files(self.parent_id, {"summary.csv": table.to_csv(index=False), "summary.txt": text + "\n"})
+        print(f"[ela] browse: {runs_page(self.tracker.uri, self.tracker.experiment_id)}", flush=True)
         if self.sweep_dir is not None:
             table.to_csv(self.sweep_dir / "summary.csv", index=False)
         return finished, failed + killed
