@@ -7,6 +7,7 @@ so a new engine is added in one place. Every message names the key and what it a
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from pathlib import PurePath
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -18,6 +19,15 @@ from ela.runtime.data import ORDERS
 from ela.runtime.device import AUTOCAST_DTYPES, DEVICES, DTYPE
 from ela.runtime.engines import COMPILE_MODES
 from ela.runtime.engines import NAMES as ENGINES
+
+
+def checkpoint_name(path: str | None) -> str:
+    """A model's short name from its checkpoint: the folder's name (or the Hub ID's last part)."""
+    return PurePath(str(path).rstrip("/")).name if path else "local"
+
+
+# conf/model/local.yaml names a local model after its folder (e.g. minilm-l6-sst2), not "local".
+OmegaConf.register_new_resolver("ela_checkpoint_name", checkpoint_name, replace=True)
 
 
 def _check(ok: bool, key: str, value: Any, expected: str) -> None:

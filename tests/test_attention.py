@@ -78,6 +78,7 @@ def test_triton_kernel_gives_masked_attention():
     """ela's Triton kernel itself, run by Triton's CPU interpreter (fp16: the interpreter has no bf16),
     on q/k/v slices of one fused QKV tensor (the layout a compiled model hands it). In a fresh process:
     the interpreter must be on before anything imports Triton (inductor does, in other tests)."""
+    pytest.importorskip("triton", reason='Triton is in the gpu extra (pip install -e ".[gpu]"); tests/gpu runs it')
     proc = subprocess.run(
         [sys.executable, "-c", "import test_attention as t; t.interpreted_kernel_check()"],
         cwd=Path(__file__).parent,

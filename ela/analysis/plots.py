@@ -87,12 +87,15 @@ def cost_latency_png(configs: pd.DataFrame) -> bytes:
 
 
 def difficulty_png(difficulty: pd.DataFrame, binning: str, xlabel: str) -> bytes:
-    """Accuracy per difficulty quintile, one line per configuration."""
+    """Accuracy per difficulty quintile, one series per configuration (dodged, so none hides another)."""
     import seaborn as sns
 
     sns.set_theme(style="whitegrid", context="paper")
     df = difficulty[difficulty["binning"] == binning].copy()
-    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
-    sns.lineplot(data=df, x="bin", y=s.ACCURACY, hue="config", marker="o", ax=ax)
-    ax.set(xlabel=xlabel, ylabel=s.ACCURACY, title=f"Accuracy by {xlabel}")
+    order = list(dict.fromkeys(df.sort_values("bin")["range"]))
+    fig, ax = plt.subplots(figsize=(7.5, 4.4), dpi=120)
+    sns.pointplot(data=df, x="range", y="accuracy", hue="config", order=order, dodge=0.4, markers="o", ax=ax)
+    ax.set(xlabel=xlabel, ylabel="accuracy", title=f"Accuracy by {xlabel}")
+    ax.tick_params(axis="x", rotation=20, labelsize=7)
+    ax.legend(title="configuration", fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return _png(fig)

@@ -149,10 +149,33 @@ def write_outputs(a: Analysis, out: Path) -> list[Path]:
     return [*written, out / "report.md", out / "report.html"]
 
 
+def provenance(a: Analysis) -> list[str]:
+    """What was measured where and when: host, device, driver, versions, ela commit, dates, energy, verdicts."""
+    r = a.runs
+
+    def values(tag: str) -> str:
+        col = f"tags.{tag}"
+        return ", ".join(sorted(r[col].dropna().astype(str).unique())) if col in r else "-"
+
+    device = values("gpu.name") if "tags.gpu.name" in r else f"CPU ({values('host.cpu')})"
+    start, end = pd.to_datetime(r["start_time"].min(), unit="ms"), pd.to_datetime(r["start_time"].max(), unit="ms")
+    verdicts = a.configs["verdict"].value_counts()
+    return [
+        f"Host {values('host.name')}; device {device}"
+        + (f", driver {values('gpu.driver')}" if "tags.gpu.driver" in r else ""),
+        f"torch {values('version.torch')}, transformers {values('version.transformers')}, "
+        f"codecarbon {values('version.codecarbon')}, mlflow {values('version.mlflow-skinny')}; "
+        f"ela {values('ela.version')} at commit {values('ela.git_commit')}",
+        f"Jobs started {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC; energy: {values('ela.method.energy')}",
+        "Measurement verdicts (configurations): " + ", ".join(f"{n} {v}" for v, n in verdicts.items()),
+    ]
+
+
 def _markdown(a: Analysis, summary: pd.DataFrame, figs: dict[str, bytes]) -> str:
     parts = [
         f"# ela report: sweep {a.parent.info.run_name}",
         f"Parent run `{a.parent.info.run_id}`; {len(a.runs)} finished jobs, {len(a.failed)} failed.",
+        "\n".join(f"- {line}" for line in provenance(a)),
         "## Configurations",
         summary.to_markdown(index=False) if _has_tabulate() else "```\n" + summary.to_string(index=False) + "\n```",
         "## Recommendations",
@@ -189,6 +212,7 @@ td,th{{border:1px solid #ccc;padding:3px 6px}}
 figure{{display:inline-block;margin:8px}}img{{max-width:520px}}</style></head>
 <body><h1>{title}</h1>
 <p>Parent run <code>{a.parent.info.run_id}</code>; {len(a.runs)} finished jobs, {len(a.failed)} failed.</p>
+<ul>{"".join(f"<li>{html.escape(line)}</li>" for line in provenance(a))}</ul>
 <h2>Configurations</h2>{summary.to_html(index=False, border=0)}
 <h2>Recommendations</h2><ul>{recs}</ul><h2>Notes</h2><ul>{notes}</ul>
 {"<h2>Failed jobs</h2><ul>" + failed + "</ul>" if failed else ""}<h2>Plots</h2>{imgs}</body></html>
