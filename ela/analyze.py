@@ -40,7 +40,9 @@ def run(cfg: AnalyzeConfig) -> int:
     return 0
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="analyze")
+@hydra.main(
+    version_base="1.3", config_path="../conf/analysis", config_name="analyze"
+)  # apart: ela.run's groups (experiment/) would shadow its keys
 def _main(cfg: DictConfig) -> None:
     options = OmegaConf.to_container(cfg, resolve=True)
     code = run(AnalyzeConfig(**{k: options[k] for k in KEYS}))

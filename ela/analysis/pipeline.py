@@ -20,7 +20,7 @@ from ela.tracking.store import Tracker, tracking_uri
 
 @dataclass
 class AnalyzeConfig:
-    """What to analyse and how (conf/analyze.yaml holds the same keys, with a comment each)."""
+    """What to analyse and how (conf/analysis/analyze.yaml holds the same keys, with a comment each)."""
 
     sweep: str = "latest"
     experiment: str = "ela"
