@@ -85,7 +85,7 @@ class Hand:
             return self.model(**b).logits
 
         with torch.inference_mode():
-            for b in batches[:10]:
+            for b in [*batches, *batches[:10]]:  # as ela: every shape once, then 10 batches
                 forward(b)
             times, t_start = [], time.perf_counter()
             while not times or time.perf_counter() - t_start < window_s:

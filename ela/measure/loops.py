@@ -41,7 +41,14 @@ def predict(forward: Forward, batches: Batches) -> torch.Tensor:
 
 
 def warmup(forward: Forward, batches: Batches, n: int, sync: Callable[[], None]) -> None:
-    """Run n batches (cycling through the split) so lazy init and autotuning are not timed."""
+    """One whole pass (every batch shape once), then n more batches, so nothing runs for the first time timed.
+
+    Eager batches are padded to their own longest sequence, so a pass holds dozens of shapes; a shape's
+    first call pays for kernel selection and allocations, which would otherwise land in the first timed pass.
+    """
+    for inputs in batches.inputs:
+        forward(inputs)
+        interrupt.check()
     for i in range(n):
         forward(batches.inputs[i % len(batches.inputs)])
     sync()
