@@ -50,10 +50,15 @@ def test_runs_page_lists_the_sweep_and_the_run_page_shows_its_measured_values(ui
     url, profile = ui
     runs = all_runs(swept)
     exp = runs[0].info.experiment_id
-    classic = "?workflowType=machine_learning"  # the link ela prints; MLflow's UI otherwise opens in GenAI
-    text = page_text(profile / "a", f"{url}/#/experiments/{exp}/runs{classic}")
-    assert f"{len(runs)} matching runs" in text and "Model training" in text and "Judges" not in text
-    chromium(profile / "b", f"--screenshot={swept / 'ui_runs.png'}", f"{url}/#/experiments/{exp}/runs{classic}")
+    from ela.tracking.report import runs_page
+
+    parent = next(r for r in runs if PARENT not in r.data.tags)
+    link = runs_page(url, exp, parent.info.run_id)  # as the sweep prints it; MLflow's UI otherwise opens in GenAI
+    text = page_text(profile / "a", link)
+    assert f"{len(runs) - 1} matching runs" in text and "Model training" in text and "Judges" not in text
+    assert "bf16-b16-s2" in text and "sst2" in text  # the jobs flat, with the dataset they evaluated
+    chromium(profile / "b", f"--screenshot={swept / 'ui_runs.png'}", link)
+    classic = "?workflowType=machine_learning"
     assert (swept / "ui_runs.png").stat().st_size > 10_000
     child = next(r for r in runs if r.info.run_name == "bf16-b4-s0")
     text = page_text(profile / "c", f"{url}/#/experiments/{exp}/runs/{child.info.run_id}{classic}")

@@ -67,9 +67,18 @@ def format_table(df: pd.DataFrame) -> str:
     return formatted(df).to_string(index=False)
 
 
-def runs_page(uri: str, experiment_id: str) -> str:
-    """How to open the experiment's runs in MLflow's classic view (its UI otherwise starts in the GenAI one)."""
-    page = f"#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+def runs_page(uri: str, experiment_id: str, sweep_id: str | None = None) -> str:
+    """How to open the runs in MLflow's classic view (its UI otherwise starts in the GenAI one).
+
+    With a sweep: its jobs listed flat (not folded under their parent), lowest energy per sample first.
+    """
+    from urllib.parse import urlencode
+
+    query = {"workflowType": "machine_learning"}
+    if sweep_id:
+        query |= {"searchFilter": f"tags.`ela.sweep_id` = '{sweep_id}'", "orderByKey": f"metrics.`{s.ENERGY}`"}
+        query["orderByAsc"] = "true"
+    page = f"#/experiments/{experiment_id}/runs?{urlencode(query)}"
     if uri.startswith(("http://", "https://")):
         return f"{uri.rstrip('/')}/{page}"
     return f"mlflow ui --backend-store-uri {uri}   then open http://127.0.0.1:5000/{page}"

@@ -177,7 +177,7 @@ class SweepCallback(Callback):
         description = sweep_description(name, runs, self.tracker.experiment_id, summary)
         self.tracker.set_tags(self.parent_id, {**{f"ela.{k}": v for k, v in counted.items()}, NOTE: description})
         self.tracker.log_files(self.parent_id, {"summary.csv": table.to_csv(index=False), "summary.txt": text + "\n"})
-        print(f"[ela] browse: {runs_page(self.tracker.uri, self.tracker.experiment_id)}", flush=True)
+        print(f"[ela] browse: {runs_page(self.tracker.uri, self.tracker.experiment_id, self.parent_id)}", flush=True)
         if self.sweep_dir is not None:
             table.to_csv(self.sweep_dir / "summary.csv", index=False)
         return finished, failed + killed
