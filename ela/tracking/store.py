@@ -150,7 +150,8 @@ class Tracker:
         tags = dict(tags or {})
         if parent_id:
             tags[PARENT_TAG] = parent_id
-        run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
+        # MLflow's run page lists tags in the order they were logged: sorted, each prefix stays together.
+        run = self.client.create_run(self.experiment_id, run_name=name, tags=dict(sorted(tags.items())))
         return run.info.run_id
 
     def log_params(self, run_id: str, params: dict[str, Any]) -> None:
@@ -174,7 +175,7 @@ class Tracker:
         """Set tags in batches of 100 (long values shortened)."""
         from mlflow.entities import RunTag
 
-        items = [RunTag(k, _text(v, MAX_TAG_CHARS)) for k, v in tags.items()]
+        items = [RunTag(k, _text(v, MAX_TAG_CHARS)) for k, v in sorted(tags.items())]  # grouped by prefix
         for i in range(0, len(items), 100):
             self.client.log_batch(run_id, tags=items[i : i + 100])
 
