@@ -31,32 +31,40 @@ def ui(swept, tmp_path_factory):  # noqa: F811
     proc.wait(timeout=30)
 
 
-def chromium(profile, *args: str) -> str:
+def chromium(profile, *args: str, width: int = 1400) -> str:
     flags = [
         "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        f"--user-data-dir={profile}", "--virtual-time-budget=20000", "--window-size=1400,900",
+        f"--user-data-dir={profile}", "--virtual-time-budget=20000", f"--window-size={width},900",
     ]  # fmt: skip
     out = subprocess.run([CHROMIUM, *flags, *args], capture_output=True, text=True, timeout=120)
     return re.sub(r"<[^>]+>", "", out.stdout)  # the page's text, as a reader sees it
 
 
-def page_text(profile, url: str) -> str:
-    """The page's text after its scripts ran, as a reader sees it."""
-    return chromium(profile, "--dump-dom", url)
+def page_text(profile, url: str, width: int = 1400) -> str:
+    """The page's text after its scripts ran, as a reader sees it (the runs grid renders only the columns in view)."""
+    return chromium(profile, "--dump-dom", url, width=width)
 
 
 def test_runs_page_lists_the_sweep_and_the_run_page_shows_its_measured_values(ui, swept):  # noqa: F811
     url, profile = ui
     runs = all_runs(swept)
     exp = runs[0].info.experiment_id
-    from ela.tracking.report import runs_page
+    from ela.tracking.report import runs_page, view_key
 
     parent = next(r for r in runs if PARENT not in r.data.tags)
-    link = runs_page(url, exp, parent.info.run_id)  # as the sweep prints it; MLflow's UI otherwise opens in GenAI
-    text = page_text(profile / "a", link)
+    link = runs_page(url, exp, view_key(parent.info.run_id))  # as the sweep prints it
+    text = page_text(profile / "a", link, width=2600)
+    # The classic view (MLflow's UI otherwise opens in GenAI) with the sweep's saved view: its jobs flat, with
+    # the dataset they evaluated, the params the sweep varied and the figures as columns, lowest energy first.
     assert f"{len(runs) - 1} matching runs" in text and "Model training" in text and "Judges" not in text
-    assert "bf16-b16-s2" in text and "sst2" in text  # the jobs flat, with the dataset they evaluated
+    assert "shared view" in text and "bf16-b16-s2" in text and "sst2" in text
+    for column in ("precision.name", "batch", "seed", "accuracy"):
+        assert column in text, column
+    assert "precision.weights_dtype" not in text  # a group's choice shows as its name, not as each field
+    jobs = sorted((r for r in runs if PARENT in r.data.tags), key=lambda r: r.data.metrics["energy_j_per_sample"])
+    listed = sorted(jobs, key=lambda r: text.index(r.info.run_name))
+    assert [r.info.run_name for r in listed] == [r.info.run_name for r in jobs]
     chromium(profile / "b", f"--screenshot={swept / 'ui_runs.png'}", link)
     classic = "?workflowType=machine_learning"
     assert (swept / "ui_runs.png").stat().st_size > 10_000
@@ -82,9 +90,13 @@ def test_the_sweeps_run_page_describes_it_and_links_its_jobs(ui, swept):  # noqa
     assert parent.data.metrics["best_energy_j_per_sample"] == min(
         r.data.metrics["energy_j_per_sample"] for r in runs if PARENT in r.data.tags
     )
-    link = parent.data.tags["mlflow.note.content"].split("[Compare these runs](", 1)[1].split(")", 1)[0]
+    note = parent.data.tags["mlflow.note.content"]
+    link = note.split("[Compare these runs](", 1)[1].split(")", 1)[0]
     compared = page_text(profile / "g", f"{url}/{link}")
     assert "Comparing 12 Runs" in compared and "bf16-b16-s2" in compared
+    link = note.split("[List these jobs with their figures](", 1)[1].split(")", 1)[0]
+    listed = page_text(profile / "h", f"{url}/{link}")
+    assert "12 matching runs" in listed and "shared view" in listed and "precision.name" in listed
 
 
 def test_the_analysis_report_is_served_rendered_on_the_parent_run(ui, swept):  # noqa: F811

@@ -67,18 +67,59 @@ def format_table(df: pd.DataFrame) -> str:
     return formatted(df).to_string(index=False)
 
 
-def runs_page(uri: str, experiment_id: str, sweep_id: str | None = None) -> str:
-    """How to open the runs in MLflow's classic view (its UI otherwise starts in the GenAI one).
+SHARED_VIEW_TAG = "mlflow.sharedViewState."  # the experiment tag MLflow's runs page reads a ?viewStateShareKey from
+VIEW_PARAMS = ("model.name", "precision.name", "batch", "engine.name", "seed")  # shown if no param varies
 
-    With a sweep: its jobs listed flat (not folded under their parent), lowest energy per sample first.
+
+def view_key(sweep_id: str) -> str:
+    """The share key of a sweep's saved view (one experiment tag per sweep, so old links keep working)."""
+    return f"ela-{sweep_id}"
+
+
+def saved_view(runs: list[Any], sweep_id: str) -> str:
+    """The runs page's view of a sweep, as MLflow stores a shared view (deflate + base64 JSON).
+
+    Its jobs listed flat, lowest energy per sample first, with the params the sweep varied, the table's
+    metrics and the verdict as columns: MLflow keeps chosen columns in the browser only, so without this a
+    reader starts from a list that shows no figure.
+    """
+    import base64
+    import json
+    import zlib
+
+    values = {k: {r.data.params.get(k) for r in runs} for r in runs for k in r.data.params}
+    varied = {k for k, v in values.items() if len(v) > 1}
+    # A config group's choice shows as its name (precision.name), not as every field it sets.
+    swept = sorted(k for k in varied if k.endswith(".name") or f"{k.rsplit('.', 1)[0]}.name" not in varied)
+    swept = swept or [k for k in VIEW_PARAMS if k in values]
+    metrics = [f"metrics.`{m}`" for m in TABLE_METRICS]
+    columns = ["attributes.`Dataset`", *(f"params.`{k}`" for k in swept), *metrics, "tags.`ela.verdict`"]
+    state = {
+        "searchFilter": f"tags.`ela.sweep_id` = '{sweep_id}'",  # the jobs, not their parent: listed flat
+        "orderByKey": f"metrics.`{s.ENERGY}`",
+        "orderByAsc": True,
+        "selectedColumns": columns,
+        "columnOrder": columns,  # what a job is (its swept params) before its figures, as in the sweep's table
+        "columnWidths": dict.fromkeys(metrics, 110),
+    }
+    packed = zlib.compress(json.dumps(state, separators=(",", ":")).encode())
+    return "deflate;" + base64.b64encode(packed).decode("ascii")
+
+
+def runs_fragment(experiment_id: str, share_key: str | None = None) -> str:
+    """The runs page in MLflow's classic view (its UI otherwise starts in the GenAI one), as a URL fragment.
+
+    With a saved view's share key (see `saved_view`): the sweep's jobs as that view lists them.
     """
     from urllib.parse import urlencode
 
-    query = {"workflowType": "machine_learning"}
-    if sweep_id:
-        query |= {"searchFilter": f"tags.`ela.sweep_id` = '{sweep_id}'", "orderByKey": f"metrics.`{s.ENERGY}`"}
-        query["orderByAsc"] = "true"
-    page = f"#/experiments/{experiment_id}/runs?{urlencode(query)}"
+    query = {"workflowType": "machine_learning"} | ({"viewStateShareKey": share_key} if share_key else {})
+    return f"#/experiments/{experiment_id}/runs?{urlencode(query)}"
+
+
+def runs_page(uri: str, experiment_id: str, share_key: str | None = None) -> str:
+    """How to open the runs page: a link on a tracking server, else the `mlflow ui` command and the link."""
+    page = runs_fragment(experiment_id, share_key)
     if uri.startswith(("http://", "https://")):
         return f"{uri.rstrip('/')}/{page}"
     return f"mlflow ui --backend-store-uri {uri}   then open http://127.0.0.1:5000/{page}"
@@ -95,18 +136,20 @@ def best_metrics(runs: list[Any]) -> dict[str, float]:
     return out
 
 
-def sweep_description(name: str, runs: list[Any], experiment_id: str, summary: str) -> str:
+def sweep_description(name: str, runs: list[Any], experiment_id: str, summary: str, share_key: str) -> str:
     """The parent run's Markdown description: what ran, the table of jobs, and where to look next."""
     table = markdown(formatted(runs_table(runs)))
     if len(table) > 6000:  # the tag holds 8000 characters: a long sweep's table stays in summary.csv
         table = f"({len(runs)} jobs: their table is the artifact `summary.csv`)"
     ids = ",".join(f'"{r.info.run_id}"' for r in runs)
     compare = f'#/compare-runs?runs=[{ids}]&experiments=["{experiment_id}"]'
+    jobs = runs_fragment(experiment_id, share_key)
     return (
         f"**ela sweep `{name}`**: {summary}. Cost is the energy windows' time per sample, p50/p90 the batch "
         "latency over synchronised passes, J/sample the window energy per sample (how it was measured: each "
         "run's `ela.method.*` tags; its measurement quality: `ela.verdict`).\n\n"
-        f"{table}\n\n[Compare these runs]({compare}) · analyse the sweep: `python -m ela.analyze sweep={name}` "
+        f"{table}\n\n[List these jobs with their figures]({jobs}) · [Compare these runs]({compare}) · "
+        f"analyse the sweep: `python -m ela.analyze sweep={name}` "
         "(the report is logged here under `analysis/`)."
     )
 

@@ -20,7 +20,16 @@ from omegaconf import DictConfig
 
 from ela import ElaError, interrupt
 from ela.tracking.environment import environment_tags
-from ela.tracking.report import best_metrics, format_table, runs_page, runs_table, sweep_description
+from ela.tracking.report import (
+    SHARED_VIEW_TAG,
+    best_metrics,
+    format_table,
+    runs_page,
+    runs_table,
+    saved_view,
+    sweep_description,
+    view_key,
+)
 from ela.tracking.store import PARENT_ENV, Tracker, one_line, tracking_uri
 
 _active: SweepCallback | None = None
@@ -174,10 +183,12 @@ class SweepCallback(Callback):
         counted = {"jobs_finished": finished, "jobs_failed": failed, "jobs_killed": killed}
         self.tracker.log_metrics(self.parent_id, {**counted, **best_metrics(runs)})
         name = self.tracker.client.get_run(self.parent_id).info.run_name
-        description = sweep_description(name, runs, self.tracker.experiment_id, summary)
+        key, experiment = view_key(self.parent_id), self.tracker.experiment_id
+        self.tracker.client.set_experiment_tag(experiment, SHARED_VIEW_TAG + key, saved_view(runs, self.parent_id))
+        description = sweep_description(name, runs, experiment, summary, key)
         self.tracker.set_tags(self.parent_id, {**{f"ela.{k}": v for k, v in counted.items()}, NOTE: description})
         self.tracker.log_files(self.parent_id, {"summary.csv": table.to_csv(index=False), "summary.txt": text + "\n"})
-        print(f"[ela] browse: {runs_page(self.tracker.uri, self.tracker.experiment_id, self.parent_id)}", flush=True)
+        print(f"[ela] browse: {runs_page(self.tracker.uri, experiment, key)}", flush=True)
         if self.sweep_dir is not None:
             table.to_csv(self.sweep_dir / "summary.csv", index=False)
         return finished, failed + killed
