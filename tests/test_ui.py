@@ -46,13 +46,23 @@ def page_text(profile, url: str, width: int = 1400) -> str:
     return chromium(profile, "--dump-dom", url, width=width)
 
 
+def sweep_runs(swept):  # noqa: F811
+    """All runs of the analysed sweep and its parent run."""
+    runs = all_runs(swept)
+    return runs, next(r for r in runs if PARENT not in r.data.tags)
+
+
+def note_link(note: str, label: str) -> str:
+    """The target of the Markdown link `[label](...)` in a run's description."""
+    return note.split(f"[{label}](", 1)[1].split(")", 1)[0]
+
+
 def test_runs_page_lists_the_sweep_and_the_run_page_shows_its_measured_values(ui, swept):  # noqa: F811
     url, profile = ui
-    runs = all_runs(swept)
-    exp = runs[0].info.experiment_id
     from ela.tracking.report import runs_page, view_key
 
-    parent = next(r for r in runs if PARENT not in r.data.tags)
+    runs, parent = sweep_runs(swept)
+    exp = parent.info.experiment_id
     link = runs_page(url, exp, view_key(parent.info.run_id))  # as the sweep prints it
     text = page_text(profile / "a", link, width=2600)
     # The classic view (MLflow's UI otherwise opens in GenAI) with the sweep's saved view: its jobs flat, with
@@ -81,8 +91,7 @@ def test_runs_page_lists_the_sweep_and_the_run_page_shows_its_measured_values(ui
 
 def test_the_sweeps_run_page_describes_it_and_links_its_jobs(ui, swept):  # noqa: F811
     url, profile = ui
-    runs = all_runs(swept)
-    parent = next(r for r in runs if PARENT not in r.data.tags)
+    runs, parent = sweep_runs(swept)
     page = f"{url}/#/experiments/{parent.info.experiment_id}/runs/{parent.info.run_id}?workflowType=machine_learning"
     text = page_text(profile / "f", page)
     assert f"ela sweep {parent.info.run_name}" in text and "12 finished, 0 failed" in text
@@ -91,11 +100,9 @@ def test_the_sweeps_run_page_describes_it_and_links_its_jobs(ui, swept):  # noqa
         r.data.metrics["energy_j_per_sample"] for r in runs if PARENT in r.data.tags
     )
     note = parent.data.tags["mlflow.note.content"]
-    link = note.split("[Compare these runs](", 1)[1].split(")", 1)[0]
-    compared = page_text(profile / "g", f"{url}/{link}")
+    compared = page_text(profile / "g", f"{url}/{note_link(note, 'Compare these runs')}")
     assert "Comparing 12 Runs" in compared and "bf16-b16-s2" in compared
-    link = note.split("[List these jobs with their figures](", 1)[1].split(")", 1)[0]
-    listed = page_text(profile / "h", f"{url}/{link}")
+    listed = page_text(profile / "h", f"{url}/{note_link(note, 'List these jobs with their figures')}")
     assert "12 matching runs" in listed and "shared view" in listed and "precision.name" in listed
 
 
@@ -104,8 +111,7 @@ def test_the_analysis_report_is_served_rendered_on_the_parent_run(ui, swept):  #
     import urllib.request
 
     url, profile = ui
-    runs = all_runs(swept)
-    parent = next(r for r in runs if PARENT not in r.data.tags)
+    _, parent = sweep_runs(swept)
     page = f"{url}/#/experiments/{parent.info.experiment_id}/runs/{parent.info.run_id}/artifacts/analysis/report.html"
     text = page_text(profile / "d", page)
     assert "analysis/report.html" in text and "summary.csv" in text  # the artifact tree the page lists
