@@ -38,16 +38,28 @@ def check_keys(prog: str, argv: list[str], known: Iterable[str], sections: Itera
 
 
 def run_keys(conf_dir: str) -> tuple[list[str], list[str]]:
-    """Every key `python -m ela.run` accepts (sections, groups, dotted keys), and which are sections."""
+    """Every key `python -m ela.run` accepts (sections, groups, dotted keys), and which are sections.
+
+    Keys of every option of every group count (`task.max_new_tokens` exists with task=generation only).
+    """
+    from pathlib import Path
+
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
     from ela.tracking.identity import flatten
 
+    keys: set[str] = set()
+    sections: set[str] = set()
     with initialize_config_dir(config_dir=conf_dir, version_base="1.3"):
         cfg = compose("config", return_hydra_config=True)
         groups = [g for g in cfg.hydra.runtime.choices if not g.startswith("hydra/")]  # experiment, model, ...
-        data = OmegaConf.to_container(cfg, resolve=False)
-    data.pop("hydra", None)
-    sections = sorted(k for k, v in data.items() if isinstance(v, dict))
-    return sorted(set(data) | set(flatten(data)) | set(groups)), sections
+        options = [[]] + [
+            [f"{g}={f.stem}"] for g in groups if g != "experiment" for f in sorted(Path(conf_dir, g).glob("*.yaml"))
+        ]
+        for override in options:
+            data = OmegaConf.to_container(compose("config", overrides=override), resolve=False)
+            data.pop("hydra", None)
+            sections |= {k for k, v in data.items() if isinstance(v, dict)}
+            keys |= set(data) | set(flatten(data))
+    return sorted(keys | set(groups)), sorted(sections)

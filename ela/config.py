@@ -6,7 +6,7 @@ so a new engine is added in one place. Every message names the key and what it a
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 from pathlib import PurePath
 from typing import Any
 
@@ -28,6 +28,8 @@ def checkpoint_name(path: str | None) -> str:
 
 # conf/model/local.yaml names a local model after its folder (e.g. minilm-l6-sst2), not "local".
 OmegaConf.register_new_resolver("ela_checkpoint_name", checkpoint_name, replace=True)
+# conf/engine/compile.yaml freezes weights for classifiers only (generation can't compile with it).
+OmegaConf.register_new_resolver("ela_freezing_default", lambda task: task != "generation", replace=True)
 
 
 def _check(ok: bool, key: str, value: Any, expected: str) -> None:
@@ -103,6 +105,47 @@ class DatasetConfig:
             self.label_map,
             "null or a mapping from dataset label to model label name, e.g. {neg: negative, pos: positive}",
         )
+
+
+TASKS = ("classification", "generation")
+SCORINGS = ("choice", "reference", "none")
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    """What a job does with the model: classify (encoders), or generate a fixed number of tokens (decoders)."""
+
+    name: str
+    prompt: str = "{text}"  # generation: the template each row's text is put into
+    chat_template: bool = False
+    scoring: str = "none"
+    label_words: list[str] | None = None
+    max_new_tokens: int = 32
+    stop_at_eos: bool = False
+
+    def __post_init__(self) -> None:
+        _one_of("task.name", self.name, TASKS)
+        if self.name != "generation":
+            return
+        _check(
+            isinstance(self.prompt, str) and "{text}" in self.prompt,
+            "task.prompt",
+            self.prompt,
+            "a template containing {text}, e.g. 'Review: {text}\\nSentiment:'",
+        )
+        _flag("task.chat_template", self.chat_template)
+        _one_of("task.scoring", self.scoring, SCORINGS)
+        _positive_int("task.max_new_tokens", self.max_new_tokens)
+        _flag("task.stop_at_eos", self.stop_at_eos)
+        if self.scoring == "choice":
+            words = self.label_words
+            ok = isinstance(words, list) and len(words) >= 2 and all(isinstance(w, str) and w.strip() for w in words)
+            _check(ok, "task.label_words", words, "two or more words, one per label, e.g. [' negative', ' positive']")
+
+    @property
+    def generative(self) -> bool:
+        """True for decoder jobs (task=generation)."""
+        return self.name == "generation"
 
 
 @dataclass(frozen=True)
@@ -213,6 +256,7 @@ class JobConfig:
 
     model: ModelConfig
     dataset: DatasetConfig
+    task: TaskConfig
     precision: PrecisionConfig
     engine: EngineConfig
     batch: int
@@ -243,12 +287,13 @@ class JobConfig:
         """Short, readable run name, e.g. `fp16-b8-s0`."""
         from ela.tracking.identity import run_name
 
-        return run_name(self.precision.name, self.batch, self.seed, self.engine.name)
+        return run_name(self.precision.name, self.batch, self.seed, self.engine.name, task=self.task.name)
 
 
 SECTIONS = {
     "model": ModelConfig,
     "dataset": DatasetConfig,
+    "task": TaskConfig,
     "precision": PrecisionConfig,
     "engine": EngineConfig,
     "measure": MeasureConfig,
@@ -275,7 +320,8 @@ def _section(name: str, cls: type, raw: Any) -> Any:
             f"unknown config key(s) {', '.join(f'{name}.{k}' for k in unknown)}; "
             f"known keys of '{name}': {', '.join(known)}"
         )
-    missing = sorted(set(known) - set(raw))
+    optional = {f.name for f in fields(cls) if f.default is not MISSING}  # e.g. what only one task reads
+    missing = sorted(set(known) - set(raw) - optional)
     if missing:
         raise ElaError(f"missing config key(s) {', '.join(f'{name}.{k}' for k in missing)}")
     return cls(**raw)

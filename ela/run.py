@@ -39,7 +39,8 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
     precision = data.get("precision", {}).get("name", "?")
     extra = swept_labels(list(hc.overrides.task), os.environ.get(AXES_ENV)) if multirun else ()
     engine = data.get("engine", {}).get("name", "eager")
-    name = run_name(precision, data.get("batch"), data.get("seed"), engine, extra)
+    task = data.get("task", {}).get("name", "classification")
+    name = run_name(precision, data.get("batch"), data.get("seed"), engine, extra, task)
     sweep_dir = str(hc.sweep.dir) if multirun else None
     if interrupt.received() or interrupt.sweep_stopped(sweep_dir):  # the sweep was stopped: start nothing
         print(f"[ela] {name} not started: the sweep was interrupted", file=sys.stderr, flush=True)

@@ -20,6 +20,12 @@ AVG_POWER, IDLE_POWER, WINDOWS = "avg_power_w", "idle_power_w", "energy_windows"
 EMISSIONS_G, CODECARBON_KWH = "emissions_g", "codecarbon_energy_kwh"
 EMISSIONS, ENERGY_PER_CORRECT = "emissions_mg_per_sample", "energy_per_correct_j"
 SPEEDUP, ENERGY_SAVING = "speedup_vs_fp32", "energy_saving_vs_fp32"
+GEN_AGREE_FP32, GEN_PREFIX_FP32 = "generation_agreement_with_fp32", "generation_common_prefix_fp32"
+GEN_AGREE_EAGER = "generation_agreement_with_eager"
+TTFT_P50, TTFT_P90, TTFT_P99 = "ttft_ms_p50", "ttft_ms_p90", "ttft_ms_p99"
+TPOT_P50, TPOT_P90, TPOT_P99 = "tpot_ms_p50", "tpot_ms_p90", "tpot_ms_p99"
+TOKEN_ENERGY, TOKENS_PER_S = "energy_j_per_output_token", "output_tokens_per_s"
+PREFILL_ENERGY, DECODE_ENERGY = "prefill_energy_j_per_prompt_token", "decode_energy_j_per_output_token"
 SPREAD = ("_sd", "_cv")  # suffixes of metrics logged with their spread across energy windows
 
 
@@ -151,6 +157,50 @@ JOB = (
         "flagged in `ela.warning`)",
     ),
 )
+GENERATION = (  # task=generation adds these (its per-sample figures above are per request)
+    Metric(
+        (TTFT_P50, TTFT_P90, TTFT_P99),
+        "ms",
+        "time to first token: batch start to the first step's logits (prefill + first token), device synchronised; "
+        "every request of a batch counts, over every timed pass",
+    ),
+    Metric(
+        (TPOT_P50, TPOT_P90, TPOT_P99),
+        "ms per token",
+        "time per output token of each sequence: (its last token's step stamp − its first's) / (tokens − 1)",
+    ),
+    Metric((TOKENS_PER_S,), "tokens/s", "energy windows over whole generations: output tokens / window length", True),
+    Metric(("prefill_tokens_per_s",), "tokens/s", "prefill windows: real prompt tokens / window length", True),
+    Metric(
+        (TOKEN_ENERGY, "dynamic_energy_j_per_output_token"),
+        "J",
+        "whole-generation window energy / output tokens in it (gross, and above idle)",
+        True,
+    ),
+    Metric(
+        (PREFILL_ENERGY, "dynamic_prefill_energy_j_per_prompt_token"),
+        "J",
+        "windows of the prompts' forward pass alone / real (unpadded) prompt tokens",
+        True,
+    ),
+    Metric(
+        (DECODE_ENERGY, "dynamic_decode_energy_j_per_output_token"),
+        "J",
+        "(generation − prefill energy) per pass / tokens decoded after each request's first (subtraction)",
+    ),
+    Metric(("prompt_tokens_mean", "output_tokens_mean"), "tokens", "per request: prompt (unpadded), and generated"),
+    Metric(
+        (GEN_AGREE_FP32, GEN_PREFIX_FP32),
+        "fraction, tokens",
+        "greedy outputs identical to an untimed fp32 eager generation's, and their mean common prefix",
+    ),
+    Metric((GEN_AGREE_EAGER,), "fraction", "outputs identical to eager generate's in the same precision (compile)"),
+    Metric(
+        ("exact_match", "token_f1"),
+        "fraction",
+        "task.scoring=reference: generated text vs the label column (SQuAD normalisation)",
+    ),
+)
 SWEEP = (
     Metric(("jobs_finished", "jobs_failed", "jobs_killed"), "count", "the sweep's jobs by how they ended"),
     Metric(
@@ -171,7 +221,7 @@ DERIVED = (  # computed per run by ela.analyze from the metrics above
         "varying param equal",
     ),
 )
-METRIC_NAMES = frozenset(n for m in (*JOB, *SWEEP) for n in m.all_names()) | {
+METRIC_NAMES = frozenset(n for m in (*JOB, *GENERATION, *SWEEP) for n in m.all_names()) | {
     "energy_window_s_sd",
     "energy_window_s_cv",
 }
@@ -206,6 +256,11 @@ COLUMNS = {
     "peak_memory_mb": Column("peak MiB", "{:.0f}"),
     f"{COST}_cv": Column("cost CV", "{:.1%}"),
     SPEEDUP: Column("speed-up vs fp32 (cost)", "{:.2f}x"),
+    TTFT_P90: Column("TTFT p90 ms", "{:.1f}"),
+    TPOT_P50: Column("TPOT p50 ms", "{:.2f}"),
+    TOKENS_PER_S: Column("tokens/s", "{:.0f}"),
+    TOKEN_ENERGY: Column("J/token", "{:.4f}"),
+    GEN_AGREE_FP32: Column("same output as fp32", "{:.3f}"),
     ENERGY_SAVING: Column("energy saving vs fp32", "{:.1%}"),
 }
 
@@ -227,7 +282,7 @@ TAGS = (
         "ela.method.*",
         "how each figure was obtained: `latency`, `cost`, `energy` (`nvml-counter`, `rapl(package-0)`, "
         "`codecarbon-model(cpu_load)+codecarbon-model(ram)`, `fake-counter`), `energy_note`, `accuracy`, "
-        "`peak_memory`, `codecarbon_{cpu,ram,gpu}`, `emissions`",
+        "`peak_memory`, `codecarbon_{cpu,ram,gpu}`, `emissions`; generation: `prefill_energy`, `decode_energy`",
     ),  # fmt: skip
     Tag("ela.energy_scope", "what the energy covers: `gpu`, `cpu-packages`, `cpu+ram` (modelled), `fake`"),
     Tag("ela.verdict", "`ok`, `noisy` or `unreliable` (ela/measure/quality.py)"),
@@ -240,6 +295,9 @@ TAGS = (
     Tag("ela.overrides", "the job's command-line overrides"),
     Tag("ela.experiment", "the preset (`experiment=smoke`, `seed_study`, `engines`) a run came from"),
     Tag("ela.job_dir", "the job's Hydra output folder (holds `ela_result.json`)"),
+    Tag("ela.task", "`classification` or `generation`"),
+    Tag("ela.generation", "the decoding workload: greedy, new tokens, fixed length or EOS, KV cache"),
+    Tag("ela.prompt", "the prompt template (generation)"),
     Tag("ela.engine", "e.g. `eager`, `compile(reduce-overhead,freezing)`"),
     Tag("ela.attn_implementation", "the attention kernel transformers loaded"),
     Tag("ela.tf32", "TF32 flags as torch reported them during the job"),
@@ -267,9 +325,10 @@ TAGS = (
 )
 ARTIFACTS = {
     "config.yaml": "the resolved config",
-    "predictions.csv": "index, token length, label, prediction, confidence, fp32 prediction",
-    "batch_latency_ms.csv": "pass, batch, ms of every synchronised batch",
-    "energy_windows.csv": "duration, passes, samples and energy of each window",
+    "predictions.csv": "index, token length, label, prediction, confidence, fp32 prediction (generation: by choice)",
+    "generations.csv": "task=generation: index, prompt and output tokens, generated text and token ids",
+    "batch_latency_ms.csv": "pass, batch, ms of every synchronised batch (generation: and its TTFT)",
+    "energy_windows.csv": "workload (pass, generation or prefill), duration, passes, samples and energy of each window",
     "power_trace.csv": "the background trace: time, phase, energy, power (where the meter has a counter)",
     "power_trace.png": "that trace, one band per phase",
     "codecarbon.json": "CodeCarbon's record of the whole job",
@@ -280,7 +339,9 @@ ARTIFACTS = {
 def tables() -> str:
     """The README's metric, derived-metric, tag and artifact tables, as Markdown."""
     head = "| metric | unit | how it is measured |\n|---|---|---|"
-    parts = [head, *(m.row() for m in (*JOB, *SWEEP)), "", "Derived by `ela.analyze`:", "", head]
+    parts = [head, *(m.row() for m in (*JOB, *SWEEP)), "", "Added by `task=generation`:", "", head]
+    parts += [m.row() for m in GENERATION]
+    parts += ["", "Derived by `ela.analyze`:", "", head]
     parts += [m.row() for m in DERIVED]
     parts += ["", "| tag | what it says |", "|---|---|", *(t.row() for t in TAGS)]
     parts += ["", "| artifact | what it holds |", "|---|---|", *(f"| `{k}` | {v} |" for k, v in ARTIFACTS.items())]

@@ -29,7 +29,23 @@ def test_a_waiter_never_erases_the_holders_pid_and_is_told_who_holds_it(tmp_path
             pass
         assert (tmp_path / "gpu-a.lock").read_text() == before  # the waiter opened it without truncating
         assert told == [[before.strip()]]  # once, with what the holder wrote (pid and host)
-        assert other_holders(tmp_path) == 1 and other_holders(tmp_path, mine="gpu-a") == 0
+        assert other_holders(tmp_path) == 0  # this process's own lock is not another job
+    # Another process holding a lock is counted.
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, time; from pathlib import Path; from ela.measure.gpu_pool import claim\n"
+        "with claim(['gpu-b'], lock_dir=Path(sys.argv[1]), owner='other'):\n"
+        "    print('held', flush=True); time.sleep(60)"
+    )
+    other = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert other.stdout.readline().strip() == "held"
+        assert other_holders(tmp_path) == 1 and other_holders(tmp_path, mine="gpu-b") == 0
+    finally:
+        other.kill()
+        other.wait()
     assert other_holders(tmp_path) == 0
 
 

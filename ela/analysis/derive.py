@@ -30,6 +30,20 @@ METRICS = [
     "samples_per_j",
     "dynamic_share",
     s.EMISSIONS,
+    # task=generation
+    s.TTFT_P50,
+    s.TTFT_P90,
+    s.TPOT_P50,
+    s.TPOT_P90,
+    s.TOKENS_PER_S,
+    s.TOKEN_ENERGY,
+    "dynamic_energy_j_per_output_token",
+    s.PREFILL_ENERGY,
+    s.DECODE_ENERGY,
+    s.GEN_AGREE_FP32,
+    s.GEN_PREFIX_FP32,
+    "exact_match",
+    "token_f1",
 ]
 DRIFT = [s.COST, s.ENERGY]  # checked for drift from the first to the last repetition
 
@@ -39,8 +53,9 @@ def add_derived(runs: pd.DataFrame) -> pd.DataFrame:
     r = runs.copy()
     if s.ENERGY in r:
         window_sd = r.get(f"{s.ENERGY}_sd", float("nan"))  # spread across the job's windows
-        r[s.ENERGY_PER_CORRECT] = r[s.ENERGY] / r[s.ACCURACY]
-        r[f"{s.ENERGY_PER_CORRECT}_sd"] = window_sd / r[s.ACCURACY]
+        if s.ACCURACY in r:  # generation scored by reference (or not at all) has no accuracy
+            r[s.ENERGY_PER_CORRECT] = r[s.ENERGY] / r[s.ACCURACY]
+            r[f"{s.ENERGY_PER_CORRECT}_sd"] = window_sd / r[s.ACCURACY]
         r["samples_per_j"] = 1.0 / r[s.ENERGY]
         r["dynamic_share"] = r[s.DYNAMIC_ENERGY] / r[s.ENERGY]
         if s.EMISSIONS_G in r and s.CODECARBON_KWH in r:

@@ -17,6 +17,10 @@ FRONTS = {
     "energy_accuracy": [Objective(s.ENERGY), Objective(s.ACCURACY, minimize=False)],
     "energy_cost_accuracy": [Objective(s.ENERGY), Objective(s.COST), Objective(s.ACCURACY, minimize=False)],
 }
+GENERATION_FRONTS = {  # drawn for sweeps with task=generation jobs
+    "tpot_token_energy": [Objective(s.TPOT_P50), Objective(s.TOKEN_ENERGY)],
+    "ttft_request_energy": [Objective(s.TTFT_P90), Objective(s.ENERGY)],
+}
 
 
 @dataclass(frozen=True)
@@ -42,7 +46,8 @@ def quality_constraint(configs: pd.DataFrame, tolerance: float) -> tuple[pd.Data
 def fronts(configs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     """`front_<name>` (all configurations) and `front_<name>_quality` columns; a note per front skipped."""
     c, notes = configs.copy(), []
-    for name, objectives in FRONTS.items():
+    generative = s.TPOT_P50 in c
+    for name, objectives in {**FRONTS, **(GENERATION_FRONTS if generative else {})}.items():
         missing = [o.column for o in objectives if o.column not in c]
         if missing:
             notes.append(f"Front {name} skipped: this sweep has no {', '.join(missing)} (no energy meter?).")
@@ -62,7 +67,7 @@ def recommend(configs: pd.DataFrame, limits: Constraints) -> dict[str, str]:
             r = configs.loc[k]
             recs["knee"] = (
                 f"{r['config']}: cost {r[s.COST]:.3f} ms/sample, {r[s.ENERGY]:.4f} J/sample, "
-                f"p90 {r[s.P90]:.2f} ms/batch, accuracy {r[s.ACCURACY]:.4f} (front point closest to the utopia "
+                f"p90 {r[s.P90]:.2f} ms/batch{_accuracy(r)} (front point closest to the utopia "
                 "point after min-max scaling)" + _caveat(r)
             )
     ok = configs[configs["quality_ok"]]
@@ -83,6 +88,10 @@ def recommend(configs: pd.DataFrame, limits: Constraints) -> dict[str, str]:
         f"(cost {r[s.COST]:.3f} ms/sample, p90 {r[s.P90]:.2f} ms/batch{energy})" + _caveat(r)
     )
     return recs
+
+
+def _accuracy(row: pd.Series) -> str:
+    return f", accuracy {row[s.ACCURACY]:.4f}" if pd.notna(row.get(s.ACCURACY)) else ""
 
 
 def _caveat(row: pd.Series) -> str:

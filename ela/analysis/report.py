@@ -24,6 +24,11 @@ SUMMARY_METRICS = (
     s.EMISSIONS,
     s.SPEEDUP,
     s.ENERGY_SAVING,
+    s.TTFT_P90,
+    s.TPOT_P50,
+    s.TOKENS_PER_S,
+    s.TOKEN_ENERGY,
+    s.GEN_AGREE_FP32,
 )
 SUMMARY_OTHER = (
     ("quality_ok", "quality ok", "{}"),
@@ -87,10 +92,9 @@ def figures(a: Analysis) -> dict[str, bytes]:
     """Every plot this sweep supports, as PNG bytes by file name."""
     c, threshold = a.configs, a.quality_threshold
     energy = f"energy per sample [J] ({_methods(a)})"
-    out = {
-        "accuracy_by_precision.png": plots.bars_png(c, s.ACCURACY, "accuracy", "Accuracy by precision", threshold),
-        "cost_vs_p90_latency.png": plots.cost_latency_png(c),
-    }
+    out = {"cost_vs_p90_latency.png": plots.cost_latency_png(c)}
+    if s.ACCURACY in c:
+        out["accuracy_by_precision.png"] = plots.bars_png(c, s.ACCURACY, "accuracy", "Accuracy by precision", threshold)
     if s.ENERGY in c:
         out["energy_by_precision.png"] = plots.bars_png(c, s.ENERGY, energy, "Energy by precision")
         out["pareto_cost_energy.png"] = plots.pareto_png(
@@ -106,6 +110,15 @@ def figures(a: Analysis) -> dict[str, bytes]:
         out["pareto_cost_emissions.png"] = plots.pareto_png(
             c, s.COST, s.EMISSIONS, "front_cost_emissions", "cost per sample, energy windows [ms]",
             "emissions per sample [mg CO2e]", "Cost-emissions trade-off (95% CIs; front in red)",
+        )  # fmt: skip
+    if s.TOKEN_ENERGY in c:  # generation
+        out["pareto_tpot_token_energy.png"] = plots.pareto_png(
+            c, s.TPOT_P50, s.TOKEN_ENERGY, "front_tpot_token_energy", "time per output token, p50 [ms]",
+            f"energy per output token [J] ({_methods(a)})", "Decode speed-energy trade-off (front in red)",
+        )  # fmt: skip
+        out["pareto_ttft_request_energy.png"] = plots.pareto_png(
+            c, s.TTFT_P90, s.ENERGY, "front_ttft_request_energy", "time to first token, p90 [ms]",
+            f"energy per request [J] ({_methods(a)})", "Responsiveness-energy trade-off (95% CIs; front in red)",
         )  # fmt: skip
     if not a.difficulty.empty:
         out["difficulty_by_length.png"] = plots.difficulty_png(a.difficulty, "length_quintile", "token-length quintile")

@@ -27,11 +27,20 @@ from ela.measure import host
 from ela.measure.carbon import CarbonTracker
 from ela.measure.energy import MeterChoice, make_meter
 from ela.measure.gpu_pool import LOCK_DIR, claim, claim_gpu, other_holders, pinned
-from ela.measure.loops import energy_window, idle_power, latency_passes, make_forward, predict, warmup
+from ela.measure.loops import (
+    EnergyWindow,
+    Forward,
+    energy_window,
+    idle_power,
+    latency_passes,
+    make_forward,
+    predict,
+    warmup,
+)
 from ela.measure.meters import MeasurementError, tick_period_s
 from ela.measure.nvml import card_state
 from ela.measure.trace import PowerTrace
-from ela.runtime import attention, engines
+from ela.runtime import attention, engines, generation
 from ela.runtime.data import label_targets, load_split, tokenize
 from ela.runtime.device import (
     DTYPE,
@@ -43,7 +52,7 @@ from ela.runtime.device import (
     synchronizer,
     tf32_state,
 )
-from ela.runtime.models import apply_precision, load_model, model_labels, stock_kernels
+from ela.runtime.models import apply_precision, check_task, load_model, model_labels, stock_kernels
 
 
 def seed_everything(seed: int) -> None:
@@ -55,6 +64,13 @@ def seed_everything(seed: int) -> None:
 
 def preflight(job: JobConfig, device_type: str) -> None:
     """Refusals that need only the device type, made before the job waits for its host or GPU."""
+    if job.task.generative:
+        generation.check(job.engine, job.precision)
+        if job.model.attn_implementation in attention.NAMES:
+            raise ElaError(
+                f"model.attn_implementation={job.model.attn_implementation} needs right padding; task=generation "
+                "pads prompts on the left: use model.attn_implementation=sdpa"
+            )
     engines.check(job.engine, device_type)
     if device_type == "cpu":  # on a GPU these need CUDA, which must not start before the job is pinned
         check_precision(job.precision, torch.device("cpu"))
@@ -156,90 +172,132 @@ def _stop(carbon: CarbonTracker | None):
 
 def load(job: JobConfig, device: torch.device) -> tuple[Loaded, torch.nn.Module]:
     """The split, its labels mapped to the model's (from its config, before the weights), batches, model."""
+    check_task(job.model, job.task.name)
     split = load_split(job.dataset)
     targets = label_targets(split.labels, job.dataset, model_labels(job.model))
     loaded = load_model(job.model)
     batches = tokenize(
         loaded.tokenizer, split.texts, job.batch, job.model.max_length, job.engine.buckets, job.dataset.order
     ).to(device)
+    return loaded_split(split, batches, targets, loaded), loaded.model.to(device)
+
+
+def loaded_split(split, batches, targets: list[int], loaded) -> Loaded:
+    """What a task's loader hands on: targets in batch order and the label map the run is tagged with."""
     return Loaded(
         split=split,
         batches=batches,
-        targets=torch.tensor([targets[i] for i in batches.indices]),
-        label_map=dict(sorted({str(v): t for v, t in zip(split.labels, targets, strict=True)}.items())),
+        targets=torch.tensor([targets[i] for i in batches.indices]) if targets else torch.empty(0, dtype=torch.long),
+        label_map=dict(sorted({str(v): t for v, t in zip(split.labels, targets, strict=False)}.items())),
         model_source=loaded.source,
         newly_initialized=loaded.newly_initialized,
         attn_implementation=str(getattr(loaded.model.config, "_attn_implementation", "unknown")),
-    ), loaded.model.to(device)
+    )
+
+
+class Phases:
+    """What every task's measured order shares: named steps, precision, idle power, windows, the card's state."""
+
+    def __init__(self, job: JobConfig, device: torch.device, choice: MeterChoice, trace: PowerTrace | None, progress):
+        self.job, self.device, self.choice, self.trace, self.progress = job, device, choice, trace, progress
+        self.sync, self.meter, self.gpu = synchronizer(device), choice.meter, choice.gpu
+        self.tick = progress.tick if progress is not None else None
+        self.idle = self.tick_s = None
+        self.state_start: dict[str, float] = {}
+        self.others, self.share = 0, None
+
+    def step(self, name: str) -> None:
+        """A stop request ends the job here, between phases; the progress line and the trace get the name."""
+        interrupt.check()
+        if self.progress is not None:
+            self.progress.phase(name)
+        if self.trace is not None:
+            self.trace.mark(name)
+
+    def amp(self):
+        """The precision's autocast context (a no-op without autocast)."""
+        return autocast(self.job.precision, self.device)
+
+    def apply_precision(self, model: torch.nn.Module) -> torch.nn.Module:
+        """Cast the weights (pure half precision) and set TF32, after the untimed fp32 reference."""
+        model = apply_precision(model, DTYPE[self.job.precision.weights_dtype], self.device)
+        set_tf32(self.job.precision.tf32)
+        return model
+
+    def measure_idle(self) -> None:
+        """Idle power with the model loaded, and how often the meter's counter moves."""
+        if self.meter is None:
+            return
+        self.step("idle power")
+        me = self.job.measure
+        self.idle = idle_power(self.meter, me.idle_max_settle_s, me.idle_window_s)
+        if self.meter.counter is not None:
+            self.tick_s = tick_period_s(self.meter.counter, max_s=0.6)
+
+    def windows(self, runs: dict[str, Forward], batches) -> dict[str, list[EnergyWindow]]:
+        """measure.repeats energy windows of each named workload, the card's state and host load around them."""
+        me, out = self.job.measure, {}
+        self.state_start, self.others, before = card_state(self.gpu) if self.gpu else {}, other_holders(), host.sample()
+        for name, forward in runs.items():
+            out[name] = []
+            for i in range(me.repeats):
+                self.step(f"{name} {i + 1}/{me.repeats}")
+                out[name].append(
+                    energy_window(forward, batches, self.sync, self.meter, me.min_window_s, on_pass=self.tick)
+                )
+        self.share = host.other_cpu_share(before, host.sample())
+        return out
+
+    def raw(self, loaded: Loaded, **measured) -> Raw:
+        """Everything measured, with what every task records about the device and host."""
+        self.step("score")
+        device = self.device
+        peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else _peak_rss_mb()
+        return Raw(
+            loaded=loaded,
+            meter=self.choice,
+            device_type=device.type,
+            idle=self.idle,
+            tick_s=self.tick_s,
+            state_start=self.state_start,
+            state_end=card_state(self.gpu) if self.gpu else {},
+            host_other_cpu_share=self.share,
+            other_ela_jobs=self.others,
+            tf32=tf32_state(),
+            peak_mb=peak,
+            **measured,
+        )
 
 
 def run_phases(job: JobConfig, device: torch.device, choice: MeterChoice, trace: PowerTrace | None, progress) -> Raw:
-    """Load, references, precision, engine, idle, warm-up, latency passes, energy windows: the measured order."""
-    me, sync, meter, gpu = job.measure, synchronizer(device), choice.meter, choice.gpu
+    """The task's measured order: load, references, precision, engine, idle, warm-up, timed passes, windows."""
+    ph = Phases(job, device, choice, trace, progress)
+    if job.task.generative:
+        from ela.job.generate import measure_generation
 
-    def step(name: str) -> None:
-        interrupt.check()  # a stop request ends the job here, between phases
-        if progress is not None:
-            progress.phase(name)
-        if trace is not None:
-            trace.mark(name)
-
-    tick = progress.tick if progress is not None else None
-
-    step("load")
+        return measure_generation(ph)
+    me, sync = job.measure, ph.sync
+    ph.step("load")
     loaded, model = load(job, device)
     batches, reference, eager_ref = loaded.batches, None, None
     if me.fp32_reference and job.precision.name != "fp32":
-        step("fp32 reference (untimed)")
+        ph.step("fp32 reference (untimed)")
         with stock_kernels(model):
             reference = predict(make_forward(model, contextlib.nullcontext), batches).argmax(-1)
-    model = apply_precision(model, DTYPE[job.precision.weights_dtype], device)
-    set_tf32(job.precision.tf32)
-
-    def amp():
-        return autocast(job.precision, device)
-
+    model = ph.apply_precision(model)
     if job.engine.name != "eager" or job.model.attn_implementation in attention.NAMES:
-        step("eager reference (untimed)")
+        ph.step("eager reference (untimed)")
         with stock_kernels(model):  # the engine and ela's kernels (if any) against transformers' eager
-            eager_ref = predict(make_forward(model, amp), batches).argmax(-1)
-    step(f"engine setup ({job.engine.name})")
-    forward, setup_s = engines.build(job.engine, model, amp, batches, device, sync)
-    idle = tick_s = None
-    if meter is not None:
-        step("idle power")
-        idle = idle_power(meter, me.idle_max_settle_s, me.idle_window_s)
-        if meter.counter is not None:
-            tick_s = tick_period_s(meter.counter, max_s=0.6)
-    step("warm-up")
+            eager_ref = predict(make_forward(model, ph.amp), batches).argmax(-1)
+    ph.step(f"engine setup ({job.engine.name})")
+    forward, setup_s = engines.build(job.engine, model, ph.amp, batches, device, sync)
+    ph.measure_idle()
+    ph.step("warm-up")
     warmup(forward, batches, me.warmup_batches, sync)
-    step("latency passes")
-    lat = latency_passes(forward, batches, sync, me.min_window_s, on_pass=tick)
-    state_start, others, windows, before = card_state(gpu) if gpu else {}, other_holders(), [], host.sample()
-    for i in range(me.repeats):
-        step(f"window {i + 1}/{me.repeats}")
-        windows.append(energy_window(forward, batches, sync, meter, me.min_window_s, on_pass=tick))
-    share = host.other_cpu_share(before, host.sample())
-    step("score")
-    peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else _peak_rss_mb()
-    return Raw(
-        loaded=loaded,
-        meter=choice,
-        device_type=device.type,
-        reference=reference,
-        eager_ref=eager_ref,
-        setup_s=setup_s,
-        idle=idle,
-        tick_s=tick_s,
-        lat=lat,
-        windows=windows,
-        state_start=state_start,
-        state_end=card_state(gpu) if gpu else {},
-        host_other_cpu_share=share,
-        other_ela_jobs=others,
-        tf32=tf32_state(),
-        peak_mb=peak,
-    )
+    ph.step("latency passes")
+    lat = latency_passes(forward, batches, sync, me.min_window_s, on_pass=ph.tick)
+    windows = ph.windows({"window": forward}, batches)["window"]
+    return ph.raw(loaded, reference=reference, eager_ref=eager_ref, setup_s=setup_s, lat=lat, windows=windows)
 
 
 def _peak_rss_mb() -> float:

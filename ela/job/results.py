@@ -9,7 +9,7 @@ import torch
 
 from ela.measure.carbon import CarbonRecord
 from ela.measure.energy import MeterChoice
-from ela.measure.loops import EnergyWindow, Idle, LatencyPasses
+from ela.measure.loops import EnergyWindow, GenerationPasses, Idle, LatencyPasses
 from ela.runtime.data import Batches, EvalSplit
 
 
@@ -46,6 +46,22 @@ class Loaded:
 
 
 @dataclass
+class Generated:
+    """What a generation job measured beyond every task's figures."""
+
+    passes: GenerationPasses
+    prefill_windows: list[EnergyWindow]  # the prompts' forward pass alone: energy per prompt token
+    tokens: list[list[int]]  # new token ids of each sample (batch order) in the first timed pass
+    lengths: list[int]  # how many of them it really generated (fewer only when stopping at EOS)
+    texts: list[str]  # their decoded text
+    reference_tokens: list[list[int]] | None  # fp32 eager greedy output per sample (untimed)
+    eager_tokens: list[list[int]] | None  # eager output in this precision, when the engine is not eager
+    reference_choice: torch.Tensor | None  # fp32 next-token choice per sample
+    references: list[str] | None  # scoring=reference: the label column's text per sample, batch order
+    eos_id: int | None
+
+
+@dataclass
 class Raw:
     """Everything a job measured, in the units it was measured in."""
 
@@ -57,13 +73,14 @@ class Raw:
     setup_s: float
     idle: Idle | None
     tick_s: float | None
-    lat: LatencyPasses
-    windows: list[EnergyWindow]
+    lat: LatencyPasses | None  # classification's timed passes (generation's are in `generated`)
+    windows: list[EnergyWindow]  # energy windows over the task's whole workload (generation: whole generations)
     state_start: dict[str, float]
     state_end: dict[str, float]
     host_other_cpu_share: float | None
     other_ela_jobs: int
     tf32: str
     peak_mb: float
+    generated: Generated | None = None
     trace: pd.DataFrame | None = None
     carbon: CarbonRecord | str | None = None  # the whole-job record, or why it was left out

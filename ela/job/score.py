@@ -14,8 +14,16 @@ from ela.config import EngineConfig, JobConfig
 from ela.job.results import DatasetRecord, JobOutcome, Raw
 from ela.measure.carbon import CarbonRecord
 from ela.measure.energy import SCOPE
-from ela.measure.metrics import accuracy_metrics, latency_metrics, window_metrics
+from ela.measure.metrics import (
+    accuracy_metrics,
+    generation_metrics,
+    latency_metrics,
+    reference_metrics,
+    sequence_agreement,
+    window_metrics,
+)
 from ela.measure.quality import verdict
+from ela.runtime.generation import output_lengths
 
 log = logging.getLogger(__name__)
 AGREEMENT_TOLERANCE = 0.005  # engines may differ from eager in the last bits; more than this is flagged
@@ -25,18 +33,14 @@ def score(job: JobConfig, raw: Raw) -> JobOutcome:
     """Metrics, tags and artifacts from what a job measured."""
     out, loaded = JobOutcome(), raw.loaded
     m, warnings = out.metrics, loaded.split.warnings(job.dataset.limit)
-    logits, batches = raw.lat.logits, loaded.batches
-    m.update(accuracy_metrics(logits, loaded.targets, raw.reference))
-    if job.precision.name == "fp32" and job.measure.fp32_reference:
-        m[s.AGREE_FP32] = 1.0  # this run is the fp32 reference
-    if raw.eager_ref is not None:
-        m[s.AGREE_EAGER] = float((logits.argmax(-1) == raw.eager_ref).float().mean())
-        if m[s.AGREE_EAGER] < 1.0 - AGREEMENT_TOLERANCE:
-            warnings.append(
-                f"engine={job.engine.name}, attn_implementation={job.model.attn_implementation}: predictions agree "
-                f"with transformers' eager reference on only {m[s.AGREE_EAGER]:.4f} of samples"
-            )
-    lat_m, lat_warnings = latency_metrics(raw.lat.batch_ms, batches.num_samples, raw.lat.duration_s)
+    batches = loaded.batches
+    if raw.generated is None:
+        warnings += _classification(job, raw, m)
+        batch_ms, timed_s = raw.lat.batch_ms, raw.lat.duration_s
+    else:
+        warnings += _generation(job, raw, m)
+        batch_ms, timed_s = raw.generated.passes.batch_ms, raw.generated.passes.duration_s
+    lat_m, lat_warnings = latency_metrics(batch_ms, batches.num_samples, timed_s)
     window_m, window_warnings = window_metrics(raw.windows, raw.idle.power_w if raw.idle else None, raw.tick_s)
     m.update({**lat_m, **window_m})
     warnings += lat_warnings + window_warnings
@@ -74,6 +78,70 @@ def score(job: JobConfig, raw: Raw) -> JobOutcome:
     return out
 
 
+def _classification(job: JobConfig, raw: Raw, m: dict[str, float]) -> list[str]:
+    """Accuracy and agreement of a classifier's predictions (from the first latency pass)."""
+    loaded, logits, warnings = raw.loaded, raw.lat.logits, []
+    m.update(accuracy_metrics(logits, loaded.targets, raw.reference))
+    if job.precision.name == "fp32" and job.measure.fp32_reference:
+        m[s.AGREE_FP32] = 1.0  # this run is the fp32 reference
+    if raw.eager_ref is not None:
+        m[s.AGREE_EAGER] = float((logits.argmax(-1) == raw.eager_ref).float().mean())
+        if m[s.AGREE_EAGER] < 1.0 - AGREEMENT_TOLERANCE:
+            warnings.append(
+                f"engine={job.engine.name}, attn_implementation={job.model.attn_implementation}: predictions agree "
+                f"with transformers' eager reference on only {m[s.AGREE_EAGER]:.4f} of samples"
+            )
+    return warnings
+
+
+def _generation(job: JobConfig, raw: Raw, m: dict[str, float]) -> list[str]:
+    """TTFT, TPOT, per-token energy, quality and agreement of a generation job."""
+    g, loaded, task, warnings = raw.generated, raw.loaded, job.task, []
+    batches = loaded.batches
+    sizes = [int(b["input_ids"].shape[0]) for b in batches.inputs]
+    idle = raw.idle.power_w if raw.idle else None
+    m.update(
+        generation_metrics(
+            g.passes.ttft_ms,
+            g.passes.step_ms,
+            sizes,
+            g.lengths,
+            sum(batches.token_lengths),
+            raw.windows,
+            g.prefill_windows,
+            idle,
+        )
+    )
+    m["num_samples"] = len(g.lengths)
+    if task.scoring == "choice":
+        reference = g.reference_choice.argmax(-1) if g.reference_choice is not None else None
+        m.update(accuracy_metrics(g.passes.choice, loaded.targets, reference))
+    elif task.scoring == "reference":
+        m.update(reference_metrics(g.texts, g.references))
+    rows = [r[:n] for r, n in zip(g.tokens, g.lengths, strict=True)]
+    if job.precision.name == "fp32" and job.measure.fp32_reference:  # this run is the fp32 reference
+        if task.scoring == "choice":
+            m[s.AGREE_FP32] = 1.0
+        m[s.GEN_AGREE_FP32], m[s.GEN_PREFIX_FP32] = 1.0, float(np.mean(g.lengths))
+    elif g.reference_tokens is not None:
+        m[s.GEN_AGREE_FP32], m[s.GEN_PREFIX_FP32] = sequence_agreement(rows, _cut(g.reference_tokens, g, task))
+    if g.eager_tokens is not None:
+        m[s.GEN_AGREE_EAGER], _ = sequence_agreement(rows, _cut(g.eager_tokens, g, task))
+        if m[s.GEN_AGREE_EAGER] < 1.0 - AGREEMENT_TOLERANCE:
+            warnings.append(
+                f"engine={job.engine.name}: greedy outputs equal to eager generate's for only "
+                f"{m[s.GEN_AGREE_EAGER]:.4f} of prompts"
+            )
+    if not task.stop_at_eos and any(n != task.max_new_tokens for n in g.lengths):
+        warnings.append(f"some sequences did not generate task.max_new_tokens={task.max_new_tokens} tokens")
+    return warnings
+
+
+def _cut(rows: list[list[int]], g, task) -> list[list[int]]:
+    """Reference outputs cut where their own sequence ended (their first EOS when stopping at EOS)."""
+    return [r[:n] for r, n in zip(rows, output_lengths(rows, g.eos_id, task.stop_at_eos), strict=True)]
+
+
 def _tags(job: JobConfig, raw: Raw, warnings: list[str]) -> dict[str, str]:
     """What the job ran on and how each figure was obtained."""
     loaded, meter = raw.loaded, raw.meter
@@ -94,7 +162,10 @@ def _tags(job: JobConfig, raw: Raw, warnings: list[str]) -> dict[str, str]:
         "ela.method.energy": meter.method,
         "ela.method.peak_memory": "cuda-max-allocated" if raw.device_type == "cuda" else "process-peak-rss",
         "ela.method.accuracy": "argmax of logits from the first latency pass vs dataset labels",
+        "ela.task": job.task.name,
     }
+    if raw.generated is not None:
+        tags.update(_generation_tags(job))
     if warnings:
         tags["ela.warning"] = "; ".join(warnings)
     if loaded.newly_initialized:
@@ -104,6 +175,34 @@ def _tags(job: JobConfig, raw: Raw, warnings: list[str]) -> dict[str, str]:
     if meter.gpu is not None:
         tags.update(meter.gpu.tags())
     return tags
+
+
+def _generation_tags(job: JobConfig) -> dict[str, str]:
+    """How a generation job's figures were obtained, and the workload every configuration shares."""
+    task = job.task
+    accuracy = {
+        "choice": f"next-token choice among {json.dumps(task.label_words)} from the first step's scores (the "
+        "prompt's last position) in the first timed pass, vs dataset labels",
+        "reference": "generated text vs the label column: exact match and token F1 (lower-cased, no punctuation "
+        "or articles)",
+        "none": "no quality figure (task.scoring=none)",
+    }[task.scoring]
+    length = "stops at EOS (tokens counted)" if task.stop_at_eos else "min_new_tokens = max_new_tokens (fixed)"
+    return {
+        "ela.method.latency": "perf_counter around each batch's whole generate, device synchronised before and "
+        f"after, passes over >= {job.measure.min_window_s:g} s; TTFT and TPOT from a logits processor that "
+        "stamps every decoding step with the device synchronised",
+        "ela.method.cost": "energy windows over whole generations: window time / requests, no per-batch sync",
+        "ela.method.accuracy": accuracy,
+        "ela.method.prefill_energy": "windows of the prompts' forward pass alone (eager, last position's logits) "
+        "/ real prompt tokens",
+        "ela.method.decode_energy": "subtraction: (whole-generation window energy - prefill window energy) per "
+        "pass / tokens decoded after the first (optimum-benchmark's method)",
+        "ela.generation": f"greedy, {task.max_new_tokens} new tokens, {length}, "
+        + ("static KV cache, decoding compiled by transformers" if job.engine.name == "compile" else "dynamic KV cache")
+        + (", chat template" if task.chat_template else ""),
+        "ela.prompt": task.prompt,
+    }
 
 
 def _carbon(out: JobOutcome, record: CarbonRecord | str | None, job: JobConfig) -> None:
@@ -130,32 +229,57 @@ def _carbon(out: JobOutcome, record: CarbonRecord | str | None, job: JobConfig) 
 
 
 def _files(job: JobConfig, raw: Raw) -> dict[str, str | bytes]:
-    """Per-sample predictions, every timed batch, every window, and the power trace."""
-    loaded = raw.loaded
-    probs = raw.lat.logits.softmax(-1)
-    table = pd.DataFrame(
-        {
-            "index": loaded.batches.indices,
-            "token_length": loaded.batches.token_lengths,
-            "label": loaded.targets.numpy(),
-            "prediction": probs.argmax(-1).numpy(),
-            "confidence": probs.max(-1).values.numpy(),
-        }
+    """Per-sample predictions (or generations), every timed batch, every window, and the power trace."""
+    loaded, g = raw.loaded, raw.generated
+    scores = raw.lat.logits if g is None else g.passes.choice
+    reference = (
+        raw.reference if g is None else (g.reference_choice.argmax(-1) if g.reference_choice is not None else None)
     )
-    if raw.reference is not None:
-        table["prediction_fp32"] = raw.reference.numpy()
-    batches = [(p, b, ms) for p, row in enumerate(raw.lat.batch_ms) for b, ms in enumerate(row)]
-    windows = {
-        "duration_s": [w.duration_s for w in raw.windows],
-        "passes": [w.passes for w in raw.windows],
-        "samples": [w.samples for w in raw.windows],
-        "energy_j": [w.window.energy_j if w.window else None for w in raw.windows],
-    }
-    files: dict[str, str | bytes] = {
-        "predictions.csv": _csv(table.sort_values("index")),
-        "batch_latency_ms.csv": _csv(pd.DataFrame(batches, columns=["pass", "batch", "latency_ms"])),
-        "energy_windows.csv": _csv(pd.DataFrame(windows)),
-    }
+    files: dict[str, str | bytes] = {}
+    if scores is not None:  # a classifier, or next-token choice: predictions per sample
+        probs = scores.softmax(-1)
+        table = pd.DataFrame(
+            {
+                "index": loaded.batches.indices,
+                "token_length": loaded.batches.token_lengths,
+                "label": loaded.targets.numpy(),
+                "prediction": probs.argmax(-1).numpy(),
+                "confidence": probs.max(-1).values.numpy(),
+            }
+        )
+        if reference is not None:
+            table["prediction_fp32"] = reference.numpy()
+        files["predictions.csv"] = _csv(table.sort_values("index"))
+    timed = raw.lat.batch_ms if g is None else g.passes.batch_ms
+    batches = pd.DataFrame(
+        [(p, b, ms) for p, row in enumerate(timed) for b, ms in enumerate(row)], columns=["pass", "batch", "latency_ms"]
+    )
+    windows = [("generation" if g is not None else "pass", w) for w in raw.windows]
+    if g is not None:
+        batches["ttft_ms"] = [ms for row in g.passes.ttft_ms for ms in row]
+        windows += [("prefill", w) for w in g.prefill_windows]
+        gens = pd.DataFrame(
+            {
+                "index": loaded.batches.indices,
+                "prompt_tokens": loaded.batches.token_lengths,
+                "output_tokens": g.lengths,
+                "text": g.texts,
+                "token_ids": [" ".join(map(str, r[:n])) for r, n in zip(g.tokens, g.lengths, strict=True)],
+            }
+        )
+        files["generations.csv"] = _csv(gens.sort_values("index"))
+    files["batch_latency_ms.csv"] = _csv(batches)
+    files["energy_windows.csv"] = _csv(
+        pd.DataFrame(
+            {
+                "workload": [k for k, _ in windows],
+                "duration_s": [w.duration_s for _, w in windows],
+                "passes": [w.passes for _, w in windows],
+                "samples": [w.samples for _, w in windows],
+                "energy_j": [w.window.energy_j if w.window else None for _, w in windows],
+            }
+        )
+    )
     if raw.trace is not None:
         from ela.measure.trace import power_trace_png  # matplotlib: imported only by jobs that draw
 

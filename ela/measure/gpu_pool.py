@@ -75,8 +75,11 @@ def holder(path: Path) -> str:
 
 
 def other_holders(lock_dir: Path = LOCK_DIR, mine: str | None = None) -> int:
-    """How many lock files under lock_dir other processes hold right now (other ela jobs on this host)."""
-    count = 0
+    """How many lock files under lock_dir other processes hold right now (other ela jobs on this host).
+
+    A lock this process holds (its pid is in the file) is not another job: flock would report it as held.
+    """
+    count, me = 0, f"pid {os.getpid()} "
     for path in lock_dir.glob("*.lock") if lock_dir.is_dir() else []:
         if mine is not None and path.name == f"{mine}.lock":
             continue
@@ -88,7 +91,7 @@ def other_holders(lock_dir: Path = LOCK_DIR, mine: str | None = None) -> int:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
             fcntl.flock(fd, fcntl.LOCK_UN)
         except BlockingIOError:
-            count += 1
+            count += not holder(path).startswith(me)
         finally:
             os.close(fd)
     return count

@@ -103,6 +103,78 @@ def latency_passes(
 
 
 @dataclass(frozen=True)
+class GenerationPasses:
+    """Timed generations over the split (device synchronised at every step), repeated to a minimum time."""
+
+    batch_ms: list[list[float]]  # [pass][batch]: whole generation of each batch (what its requests waited)
+    ttft_ms: list[list[float]]  # [pass][batch]: prompt in to first output token (prefill + first step)
+    step_ms: list[list[list[float]]]  # [pass][batch][step]: time from the first token to each later one
+    tokens: list[torch.Tensor]  # the first pass's new token ids per batch, on the CPU
+    choice: torch.Tensor | None  # first-step scores of the kept token ids (label words), one row per sample
+    duration_s: float
+
+    @property
+    def passes(self) -> int:
+        """How many whole passes were timed."""
+        return len(self.batch_ms)
+
+
+def generation_passes(
+    generate: Callable,
+    batches: Batches,
+    sync: Callable[[], None],
+    min_s: float,
+    keep: list[int] | None = None,
+    clock: Clock = time.perf_counter,
+    on_pass: Callable[[float], None] | None = None,
+) -> GenerationPasses:
+    """Whole passes of timed generations, until they cover >= min_s (as `latency_passes` for classifiers).
+
+    generate(inputs, step_clock) runs one batch; the StepClock stamps each step with the device
+    synchronised, so TTFT and every token's time are taken from the same generation.
+    """
+    from ela.runtime.generation import StepClock
+
+    total: list[list[float]] = []
+    ttft: list[list[float]] = []
+    steps: list[list[list[float]]] = []
+    tokens: list[torch.Tensor] = []
+    choice: list[torch.Tensor] = []
+    t_start = clock()
+    while not total or clock() - t_start < min_s:
+        row_total, row_ttft, row_steps = [], [], []
+        for inputs in batches.inputs:
+            step_clock = StepClock(sync, clock, keep if not total else None)
+            sync()
+            t0 = clock()
+            out = generate(inputs, step_clock)
+            sync()
+            t_end = clock()
+            stamps = step_clock.stamps
+            row_total.append((t_end - t0) * 1000.0)
+            row_ttft.append((stamps[0] - t0) * 1000.0)
+            row_steps.append([(s - stamps[0]) * 1000.0 for s in stamps])
+            if not total:
+                tokens.append(out.cpu())
+                if step_clock.first is not None:
+                    choice.append(step_clock.first.float().cpu())
+            interrupt.check()
+        total.append(row_total)
+        ttft.append(row_ttft)
+        steps.append(row_steps)
+        if on_pass is not None:
+            on_pass((clock() - t_start) / min_s)
+    return GenerationPasses(
+        batch_ms=total,
+        ttft_ms=ttft,
+        step_ms=steps,
+        tokens=tokens,
+        choice=torch.cat(choice) if choice else None,
+        duration_s=clock() - t_start,
+    )
+
+
+@dataclass(frozen=True)
 class EnergyWindow:
     """One window of whole passes with no synchronisation inside: throughput, and energy where metered."""
 

@@ -102,3 +102,100 @@ def accuracy_metrics(logits: torch.Tensor, targets: torch.Tensor, reference: tor
     if reference is not None:
         out["agreement_with_fp32"] = float((preds == reference).float().mean())
     return out
+
+
+def _percentiles(values, name: str) -> dict[str, float]:
+    arr = np.asarray(values, dtype=float)
+    return {f"{name}_p{q}": float(np.percentile(arr, q)) for q in (50, 90, 99)} if arr.size else {}
+
+
+def generation_metrics(
+    ttft_ms: list[list[float]],
+    step_ms: list[list[list[float]]],
+    batch_sizes: list[int],
+    lengths: list[int],
+    prompt_tokens: int,
+    windows: list[EnergyWindow],
+    prefill_windows: list[EnergyWindow],
+    idle_power_w: float | None,
+) -> dict[str, float]:
+    """TTFT and time per output token from the timed generations; per-token rates and energies from windows.
+
+    ttft_ms is [pass][batch], step_ms [pass][batch][step] (ms since the first token); lengths are the
+    tokens each sample generated (batch order), prompt_tokens the real (unpadded) prompt tokens of one
+    pass. A request's TTFT is its batch's; its TPOT is (time of its last token - first) / (tokens - 1).
+    Windows over whole generations give per-request and per-output-token figures; the prefill windows
+    give per-prompt-token ones; decode energy per output token is their difference per pass over the
+    tokens decoding produced (all but each request's first), the method optimum-benchmark uses.
+    """
+    ttft = [t for row in ttft_ms for t, n in zip(row, batch_sizes, strict=True) for _ in range(n)]
+    tpot = []
+    for row in step_ms:
+        start = 0
+        for steps, n in zip(row, batch_sizes, strict=True):
+            tpot += [steps[k - 1] / (k - 1) for k in lengths[start : start + n] if k > 1]
+            start += n
+    out_tokens, requests = sum(lengths), len(lengths)
+    out = {
+        **_percentiles(ttft, "ttft_ms"),
+        **_percentiles(tpot, "tpot_ms"),
+        "prompt_tokens_mean": prompt_tokens / requests,
+        "output_tokens_mean": out_tokens / requests,
+    }
+    if windows:
+        out.update(_mean_sd_cv([w.passes * out_tokens / w.duration_s for w in windows], "output_tokens_per_s"))
+    if prefill_windows:
+        rates = [w.passes * prompt_tokens / w.duration_s for w in prefill_windows]
+        out.update(_mean_sd_cv(rates, "prefill_tokens_per_s"))
+    measured = [w for w in windows if w.window is not None]
+    pre = [w for w in prefill_windows if w.window is not None]
+    if not measured or not pre or idle_power_w is None:
+        return out
+    for prefix, energy in (
+        ("", lambda w: w.window.energy_j),
+        ("dynamic_", lambda w: dynamic_energy_j(w.window, idle_power_w)),
+    ):
+        out.update(
+            _mean_sd_cv([energy(w) / (w.passes * out_tokens) for w in measured], f"{prefix}energy_j_per_output_token")
+        )
+        out.update(
+            _mean_sd_cv(
+                [energy(w) / (w.passes * prompt_tokens) for w in pre], f"{prefix}prefill_energy_j_per_prompt_token"
+            )
+        )
+        per_pass = float(np.mean([energy(w) / w.passes for w in measured]))
+        prefill_pass = float(np.mean([energy(w) / w.passes for w in pre]))
+        if out_tokens > requests:
+            out[f"{prefix}decode_energy_j_per_output_token"] = (per_pass - prefill_pass) / (out_tokens - requests)
+    return out
+
+
+def sequence_agreement(rows: list[list[int]], reference: list[list[int]]) -> tuple[float, float]:
+    """Share of identical generated sequences, and the mean length (tokens) of their common prefix."""
+    same, prefix = 0, []
+    for a, b in zip(rows, reference, strict=True):
+        prefix.append(next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b))))
+        same += a == b
+    return same / len(rows), float(np.mean(prefix))
+
+
+def _words(text: str) -> list[str]:
+    import re
+    import string
+
+    text = "".join(c for c in text.lower() if c not in string.punctuation)
+    return re.sub(r"\b(a|an|the)\b", " ", text).split()
+
+
+def reference_metrics(texts: list[str], references: list[str]) -> dict[str, float]:
+    """Exact match and token F1 of generated text vs the reference (SQuAD's normalisation).
+
+    Both are lower-cased and stripped of punctuation and articles before comparing words.
+    """
+    em, f1 = [], []
+    for text, ref in zip(texts, references, strict=True):
+        a, b = _words(text), _words(ref)
+        em.append(float(a == b))
+        common = sum(min(a.count(w), b.count(w)) for w in set(a))
+        f1.append(0.0 if not common else 2 * common / (len(a) + len(b)))
+    return {"exact_match": float(np.mean(em)), "token_f1": float(np.mean(f1))}

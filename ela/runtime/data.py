@@ -202,10 +202,19 @@ def bucket_for(longest: int, buckets: list[int] | None, max_length: int) -> int 
 
 
 def tokenize(
-    tokenizer, texts: list[str], batch: int, max_length: int, buckets: list[int] | None = None, order: str = "original"
+    tokenizer,
+    texts: list[str],
+    batch: int,
+    max_length: int,
+    buckets: list[int] | None = None,
+    order: str = "original",
+    special_tokens: bool = True,
 ) -> Batches:
-    """Tokenize each text once, then batch in order (or by length), padding to the longest or a bucket."""
-    enc = tokenizer(texts, truncation=True, max_length=max_length)
+    """Tokenize each text once, then batch in order (or by length), padding to the longest or a bucket.
+
+    Padding goes on the tokenizer's side: right for classifiers, left for generation (prompts end together).
+    """
+    enc = tokenizer(texts, truncation=True, max_length=max_length, add_special_tokens=special_tokens)
     lengths = [len(ids) for ids in enc["input_ids"]]
     indices = list(range(len(texts)))
     if order == "by_length":

@@ -39,8 +39,8 @@ def build(
     if engine.name == "eager":
         return make_forward(model, autocast), 0.0
     if engine.name == "compile":
-        shapes = _one_per_shape(batches)
-        _allow_recompiles(len(shapes))
+        shapes = one_per_shape(batches)
+        allow_recompiles(len(shapes))
         # One static graph per padded shape (dynamic=False: kernels specialised to it, as buckets intend);
         # fullgraph=True turns a graph break into an error instead of silently running parts eagerly.
         compiled = torch.compile(
@@ -70,14 +70,15 @@ def check(engine: EngineConfig, device_type: str) -> None:
         raise ElaError("engine.compile_mode=reduce-overhead uses CUDA graphs; on CPU use compile_mode=default")
 
 
-def _allow_recompiles(shapes: int) -> None:
+def allow_recompiles(shapes: int) -> None:
     """Let dynamo compile every shape: past its recompile limit it would silently run eager code."""
     config = torch._dynamo.config
     name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
     setattr(config, name, max(getattr(config, name), shapes + 1))
 
 
-def _one_per_shape(batches: Batches) -> list[dict[str, torch.Tensor]]:
+def one_per_shape(batches: Batches) -> list[dict[str, torch.Tensor]]:
+    """One batch of each distinct input shape (what a static-shape engine prepares)."""
     seen: dict[tuple, dict[str, torch.Tensor]] = {}
     for inputs in batches.inputs:
         seen.setdefault(tuple(inputs["input_ids"].shape), inputs)
@@ -89,7 +90,7 @@ def _cuda_graphs(model, autocast, batches: Batches, device: torch.device) -> For
     pool = torch.cuda.graph_pool_handle()
     graphs: dict[tuple, tuple[torch.cuda.CUDAGraph, dict[str, torch.Tensor], torch.Tensor]] = {}
     stream = torch.cuda.Stream(device)
-    for inputs in _one_per_shape(batches):
+    for inputs in one_per_shape(batches):
         static = {k: v.clone() for k, v in inputs.items()}
         stream.wait_stream(torch.cuda.current_stream(device))
         with torch.cuda.stream(stream), torch.inference_mode(), autocast():

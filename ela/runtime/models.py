@@ -1,4 +1,4 @@
-"""Load tokenizer and classifier (local path or Hub ID), refuse untrained heads, map labels."""
+"""Load tokenizer and model (local path or Hub ID) for the job's task, refuse untrained weights, map labels."""
 
 from __future__ import annotations
 
@@ -55,21 +55,68 @@ def resolve(cfg: ModelConfig) -> tuple[bool, str, str]:
     return False, f"hub:{cfg.path}", cfg.path
 
 
-def model_labels(cfg: ModelConfig) -> dict[int, str]:
-    """The checkpoint's id2label from its config alone (no weights), so labels are checked before loading."""
+def model_config(cfg: ModelConfig):
+    """The checkpoint's config.json alone (no weights): labels, architecture and context are checked from it."""
     from transformers import AutoConfig
 
-    _, source, name = resolve(cfg)
+    local, source, name = resolve(cfg)
     try:
-        config = AutoConfig.from_pretrained(name, revision=cfg.revision)
+        return AutoConfig.from_pretrained(name, revision=cfg.revision)
     except (OSError, ValueError) as err:
-        raise ElaError(f"could not read the model config of {source}: {err}") from err
-    return {int(k): str(v) for k, v in config.id2label.items()}
+        raise _load_error(cfg, local, source, err) from err
 
 
-def load_model(cfg: ModelConfig) -> LoadedModel:
-    """Load tokenizer and fp32 model in eval mode on CPU; errors say how to fix them."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+def model_labels(cfg: ModelConfig) -> dict[int, str]:
+    """The checkpoint's id2label from its config alone (no weights), so labels are checked before loading."""
+    return {int(k): str(v) for k, v in model_config(cfg).id2label.items()}
+
+
+def check_task(cfg: ModelConfig, task: str) -> None:
+    """Refuse a checkpoint built for the other task (from its config's architectures), before any weights load."""
+    archs = list(getattr(model_config(cfg), "architectures", None) or [])
+    causal = bool(archs) and all(a.endswith(("ForCausalLM", "LMHeadModel")) for a in archs)
+    classifier = any(a.endswith("ForSequenceClassification") for a in archs)
+    if task == "generation" and classifier:
+        raise ElaError(
+            f"model {cfg.path!r} is a classifier ({', '.join(archs)}): task=generation needs a causal LM "
+            "(…ForCausalLM); use task=classification, or a decoder checkpoint"
+        )
+    if task == "classification" and causal:
+        raise ElaError(
+            f"model {cfg.path!r} is a causal LM ({', '.join(archs)}): task=classification needs a fine-tuned "
+            "classifier; to score a decoder on a labelled dataset use task=generation (next-token choice)"
+        )
+
+
+def _load_error(cfg: ModelConfig, local: bool, source: str, err: Exception) -> ElaError:
+    if local:
+        return ElaError(f"could not load the checkpoint in {source}: {err}")
+    return ElaError(
+        f"could not load model {cfg.path!r} from the Hugging Face Hub: {err}\n"
+        "Offline? Point ela at a local checkpoint: model=local model.path=/path/to/checkpoint "
+        "(or export ELA_MODEL_PATH=/path/to/checkpoint and pass model=local)"
+    )
+
+
+def load_tokenizer(cfg: ModelConfig, task: str = "classification"):
+    """The checkpoint's tokenizer; for generation padding on the left (prompts end together) with a pad token."""
+    from transformers import AutoTokenizer
+
+    local, source, name = resolve(cfg)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name, revision=cfg.revision)
+    except (OSError, ValueError) as err:
+        raise _load_error(cfg, local, source, err) from err
+    if task == "generation":
+        tokenizer.padding_side = "left"
+        if tokenizer.pad_token is None:  # e.g. Llama 3: padding is masked out, so any id will do; EOS is usual
+            tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_model(cfg: ModelConfig, task: str = "classification", tokenizer=None) -> LoadedModel:
+    """Load tokenizer (unless given) and fp32 model for the task in eval mode on CPU; errors say how to fix them."""
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()  # we report newly initialised weights ourselves
@@ -77,20 +124,15 @@ def load_model(cfg: ModelConfig) -> LoadedModel:
     local, source, name = resolve(cfg)
     if cfg.attn_implementation in attention.NAMES:
         attention.register(cfg.attn_implementation)
+    tokenizer = tokenizer or load_tokenizer(cfg, task)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(name, revision=cfg.revision)
         extra = {"attn_implementation": cfg.attn_implementation} if cfg.attn_implementation else {}
-        model, info = AutoModelForSequenceClassification.from_pretrained(
+        auto = AutoModelForCausalLM if task == "generation" else AutoModelForSequenceClassification
+        model, info = auto.from_pretrained(
             name, revision=cfg.revision, dtype=torch.float32, output_loading_info=True, **extra
         )
     except (OSError, ValueError) as err:
-        if local:
-            raise ElaError(f"could not load the checkpoint in {source}: {err}") from err
-        raise ElaError(
-            f"could not load model {cfg.path!r} from the Hugging Face Hub: {err}\n"
-            "Offline? Point ela at a local checkpoint: model=local model.path=/path/to/checkpoint "
-            "(or export ELA_MODEL_PATH=/path/to/checkpoint and pass model=local)"
-        ) from err
+        raise _load_error(cfg, local, source, err) from err
     if cfg.attn_implementation in attention.NAMES and tokenizer.padding_side != "right":
         raise ElaError(
             f"model.attn_implementation={cfg.attn_implementation} needs right padding (real tokens first); this "
@@ -98,11 +140,12 @@ def load_model(cfg: ModelConfig) -> LoadedModel:
         )
     fresh = sorted(info.get("missing_keys") or [])
     if fresh and not cfg.allow_untrained_head:
+        what = "they were" if task == "generation" else "its classification head was"
         raise ElaError(
             f"model {cfg.path!r} has newly initialised weights ({', '.join(fresh[:6])}"
-            f"{', ...' if len(fresh) > 6 else ''}): its classification head was never trained, so its "
-            "accuracy would be chance. Use a fine-tuned checkpoint, or pass "
-            "model.allow_untrained_head=true to measure it anyway (the run is tagged so)."
+            f"{', ...' if len(fresh) > 6 else ''}): {what} never trained, so its accuracy would be chance. "
+            "Use a trained checkpoint, or pass model.allow_untrained_head=true to measure it anyway (the run is "
+            "tagged so)."
         )
     return LoadedModel(tokenizer=tokenizer, model=model.eval(), source=source, newly_initialized=fresh)
 

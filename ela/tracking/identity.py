@@ -9,16 +9,23 @@ from typing import Any
 # Keys that describe bookkeeping, not the measured work: excluded from the config hash.
 BOOKKEEPING = ("seed", "resume", "gpus", "tracking", "codecarbon", "hydra")
 AXES_ENV = "ELA_SWEEP_AXES"  # the keys a sweep varies, set by its sweeper for every job's run name
-NAMED = {"precision", "batch", "seed", "engine", "engine.name", "resume"}  # already in every run name
+NAMED = {"precision", "batch", "seed", "engine", "engine.name", "resume", "task", "task.name"}  # in every run name
 
 
-def run_name(precision: str, batch: object, seed: object, engine: str = "eager", extra: tuple[str, ...] = ()) -> str:
-    """`fp16-b8-s0`; `fp16-b8-compile-s0` for a non-eager engine; `fp16-b8-attn_implementation=eager-s0`.
+def run_name(
+    precision: str,
+    batch: object,
+    seed: object,
+    engine: str = "eager",
+    extra: tuple[str, ...] = (),
+    task: str = "classification",
+) -> str:
+    """`fp16-b8-s0`, `fp16-b8-compile-s0`, `gen-fp16-b8-s0` (task=generation), `fp16-b8-attn_implementation=eager-s0`.
 
     extra: other swept keys as `key=value`.
     """
     middle = "".join(f"-{x}" for x in ([] if engine in ("eager", None) else [engine]) + list(extra))
-    return f"{precision}-b{batch}{middle}-s{seed}"
+    return f"{'gen-' if task == 'generation' else ''}{precision}-b{batch}{middle}-s{seed}"
 
 
 def swept_labels(overrides: list[str], axes: str | None) -> tuple[str, ...]:

@@ -10,7 +10,21 @@ from ela import schema as s
 
 # The end-of-sweep table (headers and formats from ela.schema). Cost is the energy windows' time per sample
 # (pairs with J/sample); p50/p90 are the batch latency a request waits, over synchronised passes.
-TABLE_METRICS = (s.ACCURACY, s.COST, s.P50, s.P90, s.ENERGY, s.DYNAMIC_ENERGY, s.AVG_POWER, s.AGREE_FP32, s.EMISSIONS_G)
+TABLE_METRICS = (
+    s.ACCURACY,
+    s.COST,
+    s.P50,
+    s.P90,
+    s.TTFT_P90,  # task=generation: these columns show only where a job has them
+    s.TPOT_P50,
+    s.TOKEN_ENERGY,
+    s.ENERGY,
+    s.DYNAMIC_ENERGY,
+    s.AVG_POWER,
+    s.AGREE_FP32,
+    s.GEN_AGREE_FP32,
+    s.EMISSIONS_G,
+)
 TABLE = tuple((m, s.COLUMNS[m].header, s.COLUMNS[m].fmt) for m in TABLE_METRICS)
 
 
@@ -18,11 +32,12 @@ def summary_line(name: str, status: str, metrics: dict[str, float], tags: dict[s
     """`[ela] fp16-b8-s0 FINISHED acc 0.8991 | cost 0.93 ms/sample | batch p50 7.6 / p90 9.1 ms | ... | run 1a2b`."""
     if status != "FINISHED":
         return f"[ela] {name} {status}: {tags.get('ela.error', '')} | run {run_id[:8]}"
-    parts = [
-        f"acc {metrics[s.ACCURACY]:.4f}",
-        f"cost {metrics[s.COST]:.3f} ms/sample",
-        f"batch p50 {metrics[s.P50]:.2f} / p90 {metrics[s.P90]:.2f} ms",
-    ]
+    parts = [f"acc {metrics[s.ACCURACY]:.4f}"] if s.ACCURACY in metrics else []
+    parts += [f"cost {metrics[s.COST]:.3f} ms/sample", f"batch p50 {metrics[s.P50]:.2f} / p90 {metrics[s.P90]:.2f} ms"]
+    if s.TPOT_P50 in metrics:  # generation: a sample is a request
+        parts.append(f"TTFT p90 {metrics[s.TTFT_P90]:.1f} ms, TPOT p50 {metrics[s.TPOT_P50]:.2f} ms")
+        if s.TOKEN_ENERGY in metrics:
+            parts.append(f"{metrics[s.TOKEN_ENERGY]:.5f} J/output token")
     if s.ENERGY in metrics:
         parts.append(
             f"{metrics[s.ENERGY]:.4f} J/sample ({tags.get('ela.method.energy')}, "

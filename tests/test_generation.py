@@ -1,0 +1,190 @@
+"""task=generation on the real tiny Llama LM: a real multirun into MLflow, the analysis, and bad input."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import pytest
+from conftest import FAKE_GPU, PARENT, SHARED, SST2, all_runs, client, measure, run_ela
+
+from ela import ElaError
+from ela.measure.metrics import generation_metrics, reference_metrics, sequence_agreement
+from ela.runtime.generation import StepClock, output_lengths
+from ela.schema import METRIC_NAMES
+
+LM = SHARED / "models" / "tiny-llama-sst2"
+GEN = ["task=generation", "model=local", f"model.path={LM}", f"dataset.path={SST2}", "device=cpu"]
+QUICK = ["measure.warmup_batches=1", "measure.min_window_s=0.2", "measure.repeats=2", "measure.idle_window_s=0.2"]
+NEW = 6
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    """task=generation precision=fp32,bf16 batch=1,8 on 48 SST-2 sentences, 6 tokens each, fake GPU meter."""
+    tmp = tmp_path_factory.mktemp("gen")
+    overrides = [*GEN, "precision=fp32,bf16", "batch=1,8", "dataset.limit=48", f"task.max_new_tokens={NEW}"]
+    proc = run_ela(tmp, *overrides, *QUICK, *FAKE_GPU)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return tmp, {r.info.run_name: r for r in all_runs(tmp) if PARENT in r.data.tags}
+
+
+def _artifact(tmp, run, name: str) -> list[dict[str, str]]:
+    from pathlib import Path
+
+    path = client(tmp).download_artifacts(run.info.run_id, name, str(tmp / run.info.run_id))
+    return list(csv.DictReader(io.StringIO(Path(path).read_text())))
+
+
+@pytest.mark.slow
+def test_a_generation_sweep_logs_tokens_latency_energy_and_agreement(sweep):
+    tmp, runs = sweep
+    assert sorted(runs) == ["gen-bf16-b1-s0", "gen-bf16-b8-s0", "gen-fp32-b1-s0", "gen-fp32-b8-s0"]
+    for name, run in runs.items():
+        m, tags = run.data.metrics, run.data.tags
+        assert run.info.status == "FINISHED" and tags["ela.task"] == "generation"
+        assert m["num_samples"] == 48 and m["output_tokens_mean"] == NEW  # the fixed length is honoured
+        assert 0 < m["ttft_ms_p50"] <= m["ttft_ms_p90"] <= m["ttft_ms_p99"]
+        assert 0 < m["tpot_ms_p50"] <= m["tpot_ms_p90"] <= m["tpot_ms_p99"]
+        assert m["ttft_ms_p50"] < m["batch_latency_ms_p50"]  # first token before the whole generation
+        # Per-token energy from the same windows as per-request energy; prefill and decode by subtraction.
+        assert m["energy_j_per_output_token"] == pytest.approx(m["energy_j_per_sample"] / NEW, rel=1e-6)
+        assert m["prefill_energy_j_per_prompt_token"] > 0 and m["decode_energy_j_per_output_token"] > 0
+        assert m["output_tokens_per_s"] == pytest.approx(m["throughput_samples_per_s"] * NEW, rel=1e-6)
+        assert 0.5 <= m["accuracy"] <= 1.0 and 0 <= m["generation_agreement_with_fp32"] <= 1
+        assert 0 <= m["generation_common_prefix_fp32"] <= NEW
+        assert "subtraction" in tags["ela.method.decode_energy"] and "choice" in tags["ela.method.accuracy"]
+        assert set(m) <= METRIC_NAMES, set(m) - METRIC_NAMES  # one source of names, as for classification
+        if name.startswith("gen-fp32"):
+            assert m["generation_agreement_with_fp32"] == 1.0 and m["agreement_with_fp32"] == 1.0
+    # Left padding done right: batch 1 and batch 8 generate the same greedy tokens in fp32.
+    b1 = _artifact(tmp, runs["gen-fp32-b1-s0"], "generations.csv")
+    b8 = _artifact(tmp, runs["gen-fp32-b8-s0"], "generations.csv")
+    assert len(b1) == 48 and [r["token_ids"] for r in b1] == [r["token_ids"] for r in b8]
+    assert all(len(r["token_ids"].split()) == NEW for r in b1)
+
+
+@pytest.mark.slow
+def test_the_analysis_draws_the_generative_fronts(sweep, tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    tmp, _ = sweep
+    out = tmp_path / "analysis"
+    proc = subprocess.run(
+        [sys.executable, "-m", "ela.analyze", f"tracking_uri=sqlite:///{tmp / 'mlflow.db'}", f"out={out}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (out / "plots" / "pareto_tpot_token_energy.png").stat().st_size > 0
+    assert (out / "plots" / "pareto_ttft_request_energy.png").stat().st_size > 0
+    configs = list(csv.DictReader(io.StringIO((out / "configs.csv").read_text())))
+    assert len(configs) == 4 and all(c["front_tpot_token_energy"] for c in configs)
+    assert "J/token" in proc.stdout and "TPOT p50 ms" in proc.stdout
+
+
+@pytest.mark.slow
+def test_the_tiny_lm_scores_its_readme_accuracy_by_next_token_choice(tmp_path):
+    """The defaults of task=generation on SST-2 reproduce the model's README: 0.7764 (677/872) in fp32."""
+    proc = run_ela(tmp_path, *GEN, "batch=64", "task.max_new_tokens=2", *QUICK, multirun=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (run,) = all_runs(tmp_path)
+    assert run.data.metrics["num_samples"] == 872
+    assert run.data.metrics["accuracy"] == pytest.approx(677 / 872, abs=1e-6)  # float32: one sample is 1e-3
+
+
+def _refused(tmp_path, monkeypatch, *overrides: str) -> str:
+    """The ElaError of a generation job with these overrides; the weights must not have been loaded."""
+
+    def no_weights(*_args, **_kwargs):
+        raise AssertionError("the model was loaded before the bad input was refused")
+
+    monkeypatch.setattr("ela.job.generate.load_model", no_weights)
+    with pytest.raises(ElaError) as err:
+        measure(tmp_path, *GEN, *QUICK, "measure.energy_meter=none", "codecarbon.enabled=false", *overrides)
+    return str(err.value)
+
+
+def test_a_classifier_is_refused_for_generation_and_a_causal_lm_for_classification(tmp_path, monkeypatch):
+    minilm = SHARED / "models" / "minilm-l6-sst2"
+    assert "is a classifier" in _refused(tmp_path, monkeypatch, f"model.path={minilm}")
+    with pytest.raises(ElaError, match="is a causal LM.*task=generation"):
+        measure(tmp_path, "model=local", f"model.path={LM}", f"dataset.path={SST2}", "device=cpu")
+
+
+def test_bad_generation_input_is_refused_before_the_weights_load(tmp_path, monkeypatch):
+    words = _refused(
+        tmp_path,
+        monkeypatch,
+        "task.label_words=[' xylophonic',' zebrafied']",
+        "dataset.label_names=[xylophonic,zebrafied]",
+    )
+    assert "tokens for this tokenizer" in words and "one token per word" in words
+    long = _refused(tmp_path, monkeypatch, "model.max_length=512", "task.max_new_tokens=250")
+    assert "exceeds the model's context of 256 tokens" in long
+    assert "above model.max_length=8" in _refused(tmp_path, monkeypatch, "model.max_length=8")
+    data = tmp_path / "empty.tsv"
+    data.write_text("sentence\tlabel\n \t0\nfine\t1\n")
+    local = ["dataset=local", f"dataset.path={data}", "dataset.text_column=sentence"]
+    assert "empty prompt text" in _refused(tmp_path, monkeypatch, *local)
+    assert "engine=compile" in _refused(tmp_path, monkeypatch, "engine=cudagraph")
+    assert "static KV cache" in _refused(tmp_path, monkeypatch, "engine=compile", "precision=bf16")
+
+
+def test_max_new_tokens_below_one_is_refused_when_composed():
+    from conftest import compose_job
+
+    with pytest.raises(ElaError, match="task.max_new_tokens"):
+        compose_job(*GEN, "task.max_new_tokens=0")
+    with pytest.raises(ElaError, match=r"task.prompt.*\{text\}"):
+        compose_job(*GEN, "task.prompt=no placeholder")
+
+
+def test_ttft_and_tpot_come_from_the_step_stamps():
+    # Two passes over batches of 2 and 1 requests; stamps give ms since each batch's first token.
+    ttft = [[10.0, 20.0], [30.0, 40.0]]
+    steps = [[[0.0, 5.0, 10.0], [0.0, 6.0, 12.0]], [[0.0, 7.0, 14.0], [0.0, 8.0, 16.0]]]
+    m = generation_metrics(ttft, steps, [2, 1], [3, 2, 3], prompt_tokens=30, windows=[], prefill_windows=[],
+                           idle_power_w=None)  # fmt: skip
+    # Requests: TTFT 10, 10, 20 | 30, 30, 40; TPOT (last - first) / (n - 1): 5, 5, 6 | 7, 7, 8.
+    assert m["ttft_ms_p50"] == pytest.approx(25.0)
+    assert m["tpot_ms_p50"] == pytest.approx(6.5) and m["tpot_ms_p99"] == pytest.approx(7.95)
+    assert m["output_tokens_mean"] == pytest.approx(8 / 3) and m["prompt_tokens_mean"] == 10
+
+
+def test_step_clock_stamps_every_step_and_keeps_the_first_scores():
+    import torch
+
+    ticks = iter([1.0, 2.0, 4.0])
+    clock = StepClock(lambda: None, clock=lambda: next(ticks), keep=[2, 0])
+    for _ in range(3):
+        clock(torch.zeros(1, 1), torch.arange(4.0).repeat(2, 1))
+    assert clock.stamps == [1.0, 2.0, 4.0] and clock.first.tolist() == [[2.0, 0.0], [2.0, 0.0]]
+
+
+def test_agreement_references_and_lengths():
+    assert sequence_agreement([[1, 2, 3], [1, 2, 3]], [[1, 2, 3], [1, 9, 3]]) == (0.5, 2.0)
+    assert reference_metrics(["The cat sat.", "a dog"], ["cat sat", "dog barked"]) == {
+        "exact_match": 0.5,
+        "token_f1": pytest.approx((1.0 + 2 / 3) / 2),
+    }
+    assert output_lengths([[5, 2, 0], [5, 6, 7]], eos_id=2, stop_at_eos=True) == [2, 3]
+    assert output_lengths([[5, 2, 0]], eos_id=2, stop_at_eos=False) == [3]
+
+
+@pytest.mark.slow
+def test_compiled_decoding_with_a_static_cache_matches_eager(tmp_path):
+    """engine=compile: transformers' static KV cache, decoding compiled (setup timed), outputs equal to eager's."""
+    proc = run_ela(tmp_path, *GEN, "engine=compile", "batch=8", "dataset.limit=16", "task.max_new_tokens=4", *QUICK,
+                   multirun=False)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (run,) = all_runs(tmp_path)
+    m, tags = run.data.metrics, run.data.tags
+    assert run.info.status == "FINISHED", tags.get("ela.error")
+    assert m["generation_agreement_with_eager"] == 1.0 and m["engine_setup_s"] > 0
+    assert "static KV cache" in tags["ela.generation"] and tags["ela.engine"] == "compile(default)"
