@@ -137,6 +137,12 @@ class TaskConfig:
         _one_of("task.scoring", self.scoring, SCORINGS)
         _positive_int("task.max_new_tokens", self.max_new_tokens)
         _flag("task.stop_at_eos", self.stop_at_eos)
+        _check(
+            self.scoring != "reference" or self.stop_at_eos,
+            "task.stop_at_eos",
+            self.stop_at_eos,
+            "true with task.scoring=reference (a fixed length runs past the answer: exact match would be ~0)",
+        )
         if self.scoring == "choice":
             words = self.label_words
             ok = isinstance(words, list) and len(words) >= 2 and all(isinstance(w, str) and w.strip() for w in words)
@@ -269,6 +275,15 @@ class JobConfig:
     tracking: TrackingConfig
 
     def __post_init__(self) -> None:
+        if self.task.generative:  # in validate(), so a sweep refuses these before its first job
+            from ela.runtime import attention, generation
+
+            generation.check(self.engine, self.precision)
+            if self.model.attn_implementation in attention.NAMES:
+                raise ElaError(
+                    f"model.attn_implementation={self.model.attn_implementation} needs right padding; "
+                    "task=generation pads prompts on the left: use model.attn_implementation=sdpa"
+                )
         _positive_int("batch", self.batch)
         _positive_int("seed", self.seed, 0)
         _one_of("device", self.device, DEVICES)

@@ -298,6 +298,7 @@ TAGS = (
     Tag("ela.task", "`classification` or `generation`"),
     Tag("ela.generation", "the decoding workload: greedy, new tokens, fixed length or EOS, KV cache"),
     Tag("ela.prompt", "the prompt template (generation)"),
+    Tag("ela.generation_ignored", "settings of the checkpoint's generation_config.json that greedy decoding replaced"),
     Tag("ela.engine", "e.g. `eager`, `compile(reduce-overhead,freezing)`"),
     Tag("ela.attn_implementation", "the attention kernel transformers loaded"),
     Tag("ela.tf32", "TF32 flags as torch reported them during the job"),

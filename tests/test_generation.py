@@ -134,6 +134,9 @@ def test_bad_generation_input_is_refused_before_the_weights_load(tmp_path, monke
     assert "empty prompt text" in _refused(tmp_path, monkeypatch, *local)
     assert "engine=compile" in _refused(tmp_path, monkeypatch, "engine=cudagraph")
     assert "static KV cache" in _refused(tmp_path, monkeypatch, "engine=compile", "precision=bf16")
+    ref = _refused(tmp_path, monkeypatch, "task.scoring=reference", "task.stop_at_eos=true")
+    assert "holds integer labels" in ref  # SST-2's label column is 0/1, not a reference text
+    assert "task.stop_at_eos" in _refused(tmp_path, monkeypatch, "task.scoring=reference")
 
 
 def test_max_new_tokens_below_one_is_refused_when_composed():
@@ -188,3 +191,28 @@ def test_compiled_decoding_with_a_static_cache_matches_eager(tmp_path):
     assert run.info.status == "FINISHED", tags.get("ela.error")
     assert m["generation_agreement_with_eager"] == 1.0 and m["engine_setup_s"] > 0
     assert "static KV cache" in tags["ela.generation"] and tags["ela.engine"] == "compile(default)"
+
+
+def test_the_checkpoints_generation_settings_play_no_part():
+    """generate fills unset fields from generation_config.json: ela replaces it, and says what it dropped."""
+    from conftest import compose_job
+    from transformers import AutoModelForCausalLM
+
+    from ela.runtime import generation
+    from ela.runtime.data import tokenize
+    from ela.runtime.models import load_tokenizer
+
+    job = compose_job(*GEN, "task.max_new_tokens=5")
+    tok = load_tokenizer(job.model, "generation")
+    batches = tokenize(tok, ["Review: a dull , lifeless film .\nSentiment:", "Review: great fun\nSentiment:"], 2, 64)
+    outputs = []
+    for penalty in (None, 5.0):
+        model = AutoModelForCausalLM.from_pretrained(LM).eval()
+        if penalty:
+            model.generation_config.repetition_penalty = penalty
+        dropped = generation.neutral_defaults(model, tok)
+        assert dropped == ({"repetition_penalty": penalty} if penalty else {})
+        gen, _ = generation.build(job.engine, model, __import__("contextlib").nullcontext, batches, job.task, tok,
+                                  __import__("torch").device("cpu"), lambda: None)  # fmt: skip
+        outputs.append(gen(batches.inputs[0]).tolist())
+    assert outputs[0] == outputs[1]

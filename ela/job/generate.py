@@ -12,6 +12,7 @@ from dataclasses import replace
 
 import torch
 
+from ela import ElaError
 from ela.job.pipeline import Phases, loaded_split
 from ela.job.results import Generated, Loaded, Raw
 from ela.measure.loops import generation_passes, warmup
@@ -33,6 +34,12 @@ def load_generation(job, device: torch.device) -> tuple[Loaded, torch.nn.Module,
     texts = prompts.build(split.texts, task, tokenizer, job.dataset.text_column)
     context = int(getattr(model_config(job.model), "max_position_embeddings", 0) or 0)
     batches = prompts.batches(tokenizer, texts, job.batch, job.model, job.engine, task, context, job.dataset.order)
+    if task.scoring == "reference" and any(isinstance(v, int) for v in split.labels):
+        raise ElaError(
+            f"task.scoring=reference compares generated text with the text of dataset.label_column="
+            f"{job.dataset.label_column!r}, which holds integer labels: point it at a text column, or use "
+            "task.scoring=choice with task.label_words"
+        )
     loaded = load_model(job.model, task.name, tokenizer)
     return loaded_split(split, batches.to(device), targets, loaded), loaded.model.to(device), tokenizer, label_ids
 
@@ -54,6 +61,7 @@ def measure_generation(ph: Phases) -> Raw:
     ph.step("load")
     loaded, model, tokenizer, keep = load_generation(job, device)
     batches, task = loaded.batches, job.task
+    ignored = generation.neutral_defaults(model, tokenizer)  # the checkpoint's sampling settings play no part
     eager = replace(job.engine, name="eager", compile_mode=None)
     ref_tokens = ref_choice = eager_tokens = None
     if me.fp32_reference and job.precision.name != "fp32":
@@ -94,6 +102,7 @@ def measure_generation(ph: Phases) -> Raw:
         reference_choice=ref_choice,
         references=refs,
         eos_id=tokenizer.eos_token_id,
+        ignored=ignored,
     )
     return ph.raw(
         loaded,

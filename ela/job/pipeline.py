@@ -40,7 +40,7 @@ from ela.measure.loops import (
 from ela.measure.meters import MeasurementError, tick_period_s
 from ela.measure.nvml import card_state
 from ela.measure.trace import PowerTrace
-from ela.runtime import attention, engines, generation
+from ela.runtime import attention, engines
 from ela.runtime.data import label_targets, load_split, tokenize
 from ela.runtime.device import (
     DTYPE,
@@ -64,13 +64,6 @@ def seed_everything(seed: int) -> None:
 
 def preflight(job: JobConfig, device_type: str) -> None:
     """Refusals that need only the device type, made before the job waits for its host or GPU."""
-    if job.task.generative:
-        generation.check(job.engine, job.precision)
-        if job.model.attn_implementation in attention.NAMES:
-            raise ElaError(
-                f"model.attn_implementation={job.model.attn_implementation} needs right padding; task=generation "
-                "pads prompts on the left: use model.attn_implementation=sdpa"
-            )
     engines.check(job.engine, device_type)
     if device_type == "cpu":  # on a GPU these need CUDA, which must not start before the job is pinned
         check_precision(job.precision, torch.device("cpu"))
@@ -236,11 +229,10 @@ class Phases:
 
     def windows(self, runs: dict[str, Forward], batches) -> dict[str, list[EnergyWindow]]:
         """measure.repeats energy windows of each named workload, the card's state and host load around them."""
-        me, out = self.job.measure, {}
+        me, out = self.job.measure, {name: [] for name in runs}
         self.state_start, self.others, before = card_state(self.gpu) if self.gpu else {}, other_holders(), host.sample()
-        for name, forward in runs.items():
-            out[name] = []
-            for i in range(me.repeats):
+        for i in range(me.repeats):  # workloads alternate, so drift during the job moves them alike
+            for name, forward in runs.items():
                 self.step(f"{name} {i + 1}/{me.repeats}")
                 out[name].append(
                     energy_window(forward, batches, self.sync, self.meter, me.min_window_s, on_pass=self.tick)

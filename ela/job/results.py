@@ -59,6 +59,7 @@ class Generated:
     reference_choice: torch.Tensor | None  # fp32 next-token choice per sample
     references: list[str] | None  # scoring=reference: the label column's text per sample, batch order
     eos_id: int | None
+    ignored: dict  # settings of the checkpoint's generation_config.json that ela's greedy workload replaced
 
 
 @dataclass

@@ -132,6 +132,8 @@ def _generation(job: JobConfig, raw: Raw, m: dict[str, float]) -> list[str]:
                 f"engine={job.engine.name}: greedy outputs equal to eager generate's for only "
                 f"{m[s.GEN_AGREE_EAGER]:.4f} of prompts"
             )
+    if g.ignored:
+        warnings.append(f"the checkpoint's generation settings {sorted(g.ignored)} were not used (greedy decoding)")
     if not task.stop_at_eos and any(n != task.max_new_tokens for n in g.lengths):
         warnings.append(f"some sequences did not generate task.max_new_tokens={task.max_new_tokens} tokens")
     return warnings
@@ -166,6 +168,8 @@ def _tags(job: JobConfig, raw: Raw, warnings: list[str]) -> dict[str, str]:
     }
     if raw.generated is not None:
         tags.update(_generation_tags(job))
+        if raw.generated.ignored:
+            tags["ela.generation_ignored"] = json.dumps(raw.generated.ignored, default=str)
     if warnings:
         tags["ela.warning"] = "; ".join(warnings)
     if loaded.newly_initialized:
@@ -194,8 +198,8 @@ def _generation_tags(job: JobConfig) -> dict[str, str]:
         "stamps every decoding step with the device synchronised",
         "ela.method.cost": "energy windows over whole generations: window time / requests, no per-batch sync",
         "ela.method.accuracy": accuracy,
-        "ela.method.prefill_energy": "windows of the prompts' forward pass alone (eager, last position's logits) "
-        "/ real prompt tokens",
+        "ela.method.prefill_energy": "windows of the prompts' forward pass alone (eager, last position's logits, "
+        "no KV cache written: writing it is counted as decode) / real prompt tokens",
         "ela.method.decode_energy": "subtraction: (whole-generation window energy - prefill window energy) per "
         "pass / tokens decoded after the first (optimum-benchmark's method)",
         "ela.generation": f"greedy, {task.max_new_tokens} new tokens, {length}, "

@@ -133,7 +133,12 @@ def generation_metrics(
     for row in step_ms:
         start = 0
         for steps, n in zip(row, batch_sizes, strict=True):
-            tpot += [steps[k - 1] / (k - 1) for k in lengths[start : start + n] if k > 1]
+            # Lengths are the first pass's; stopping at EOS a later pass may end a batch sooner: clamp to its steps.
+            tpot += [
+                steps[min(k, len(steps)) - 1] / (min(k, len(steps)) - 1)
+                for k in lengths[start : start + n]
+                if min(k, len(steps)) > 1
+            ]
             start += n
     out_tokens, requests = sum(lengths), len(lengths)
     out = {
@@ -197,5 +202,5 @@ def reference_metrics(texts: list[str], references: list[str]) -> dict[str, floa
         a, b = _words(text), _words(ref)
         em.append(float(a == b))
         common = sum(min(a.count(w), b.count(w)) for w in set(a))
-        f1.append(0.0 if not common else 2 * common / (len(a) + len(b)))
+        f1.append(float(a == b) if not a or not b else 2 * common / (len(a) + len(b)))
     return {"exact_match": float(np.mean(em)), "token_f1": float(np.mean(f1))}

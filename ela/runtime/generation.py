@@ -52,6 +52,28 @@ class StepClock:
 Generate = Callable[[dict[str, torch.Tensor], StepClock | None], torch.Tensor]
 
 
+KEPT = ("bos_token_id", "eos_token_id", "pad_token_id", "decoder_start_token_id", "transformers_version", "use_cache")
+
+
+def neutral_defaults(model: torch.nn.Module, tokenizer) -> dict:
+    """Neutral generation defaults in place of the checkpoint's; returns what was dropped (tagged on the run).
+
+    `generate` fills every field its config leaves unset from the checkpoint's generation_config.json,
+    so without this a repetition penalty or banned words of the checkpoint would shape the workload.
+    """
+    from transformers import GenerationConfig
+
+    own = model.generation_config.to_diff_dict() if getattr(model, "generation_config", None) else {}
+    model.generation_config = GenerationConfig(
+        bos_token_id=getattr(tokenizer, "bos_token_id", None),
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    default = GenerationConfig()
+    neutral = {k for k, v in own.items() if k in KEPT or k.startswith("_") or v in (None, False)}
+    return {k: v for k, v in own.items() if k not in neutral and getattr(default, k, None) != v}
+
+
 def generation_config(task: TaskConfig, tokenizer, engine: EngineConfig, device: torch.device):
     """Greedy decoding of exactly max_new_tokens (unless stop_at_eos), nothing inherited from the checkpoint."""
     from transformers import CompileConfig, GenerationConfig

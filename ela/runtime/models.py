@@ -124,7 +124,7 @@ def load_model(cfg: ModelConfig, task: str = "classification", tokenizer=None) -
     local, source, name = resolve(cfg)
     if cfg.attn_implementation in attention.NAMES:
         attention.register(cfg.attn_implementation)
-    tokenizer = tokenizer or load_tokenizer(cfg, task)
+    tokenizer = load_tokenizer(cfg, task) if tokenizer is None else tokenizer
     try:
         extra = {"attn_implementation": cfg.attn_implementation} if cfg.attn_implementation else {}
         auto = AutoModelForCausalLM if task == "generation" else AutoModelForSequenceClassification

@@ -45,6 +45,8 @@ def config_hash(data: dict[str, Any], with_seed: bool = False) -> str:
     Without the seed it groups the seeds of one configuration; with it, it identifies one job (resume).
     """
     work = {k: v for k, v in data.items() if k not in BOOKKEEPING or (with_seed and k == "seed")}
+    if work.get("task") == {"name": "classification"}:  # as before the task axis: earlier runs keep their hash
+        work.pop("task")
     return hashlib.sha256(json.dumps(work, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
