@@ -216,3 +216,31 @@ def test_the_checkpoints_generation_settings_play_no_part():
                                   __import__("torch").device("cpu"), lambda: None)  # fmt: skip
         outputs.append(gen(batches.inputs[0]).tolist())
     assert outputs[0] == outputs[1]
+
+
+@pytest.mark.slow
+def test_an_encoder_and_a_decoder_on_one_split_compare_in_one_analysis(sweep, tmp_path):
+    """A classifier sweep next to the generation sweep, analysed together: energy per correct prediction."""
+    import subprocess
+    import sys
+
+    from conftest import LOCAL, REPO
+
+    tmp, _ = sweep
+    store = f"tracking.uri=sqlite:///{tmp / 'mlflow.db'}"
+    encoder = run_ela(tmp_path, *LOCAL, "precision=fp32", "batch=8", "dataset.limit=48", *FAKE_GPU, store)
+    assert encoder.returncode == 0, encoder.stderr[-3000:]
+    parents = [r.info.run_id for r in all_runs(tmp) if PARENT not in r.data.tags]
+    assert len(parents) == 2
+    out = tmp_path / "both"
+    proc = subprocess.run(
+        [sys.executable, "-m", "ela.analyze", store.replace("tracking.uri", "tracking_uri"),
+         f"sweep=[{','.join(parents)}]", f"out={out}", "log_to_mlflow=false"],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    configs = list(csv.DictReader(io.StringIO((out / "configs.csv").read_text())))
+    assert len(configs) == 5 and all(float(c["energy_per_correct_j"]) > 0 for c in configs)
+    assert {c["params.task.name"] for c in configs} == {"classification", "generation"}
+    assert len({c["config"] for c in configs}) == 5  # labels tell the encoder from the decoder
+    assert "Sweeps analysed together" in proc.stdout and "the fp32 accuracy of the same model and task" in proc.stdout

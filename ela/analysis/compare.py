@@ -24,9 +24,19 @@ def param_columns(runs: pd.DataFrame) -> list[str]:
     return [c for c in runs.columns if c.startswith("params.") and not c.startswith(skip)]
 
 
+def as_text(df: pd.DataFrame | pd.Series) -> pd.DataFrame | pd.Series:
+    """Values as text, a missing one as "nan" (a param only some sweeps have: pandas keeps NaN through astype)."""
+    return df.map(str)
+
+
+def key_of(df: pd.DataFrame, cols: list[str]) -> pd.Series:
+    """One text key per row from these columns ("" without columns)."""
+    return as_text(df[cols]).agg("|".join, axis=1) if cols else pd.Series("", index=df.index)
+
+
 def varying(configs: pd.DataFrame) -> list[str]:
     """Params with more than one value across the configurations."""
-    return [c for c in param_columns(configs) if configs[c].astype(str).nunique(dropna=False) > 1]
+    return [c for c in param_columns(configs) if as_text(configs[c]).nunique(dropna=False) > 1]
 
 
 def _piece(column: str, value: object, short: bool) -> str:
@@ -54,8 +64,8 @@ def labels(configs: pd.DataFrame) -> pd.Series:
         rest.insert(0, "params.engine.name")  # a non-eager engine is named even when all share it
     chosen = list(cols)
     for c in rest:
-        key = configs[chosen].astype(str).agg("|".join, axis=1) if chosen else pd.Series("", index=configs.index)
-        with_c = key + "|" + configs[c].astype(str)
+        key = key_of(configs, chosen)
+        with_c = key + "|" + as_text(configs[c])
         if with_c.nunique() > key.nunique() or c == "params.engine.name":
             chosen.append(c)
     short = {c: sum(o.rsplit(".", 1)[-1] == c.rsplit(".", 1)[-1] for o in chosen) == 1 for c in chosen}
@@ -73,10 +83,7 @@ def labels(configs: pd.DataFrame) -> pd.Series:
 
 def reference_key(configs: pd.DataFrame) -> pd.Series:
     """Per configuration, every varying param but the precision ones: equal keys compare against each other."""
-    cols = [c for c in varying(configs) if not c.startswith("params.precision.")]
-    if not cols:
-        return pd.Series("", index=configs.index)
-    return configs[cols].astype(str).agg("|".join, axis=1)
+    return key_of(configs, [c for c in varying(configs) if not c.startswith("params.precision.")])
 
 
 def relative_to_fp32(configs: pd.DataFrame, cost: str, energy: str) -> pd.DataFrame:

@@ -22,7 +22,7 @@ from ela.tracking.store import Tracker, tracking_uri
 class AnalyzeConfig:
     """What to analyse and how (conf/analysis/analyze.yaml holds the same keys, with a comment each)."""
 
-    sweep: str = "latest"
+    sweep: str | list[str] = "latest"  # a list analyses several sweeps together (e.g. an encoder's and a decoder's)
     experiment: str = "ela"
     tracking_uri: str | None = None
     tolerance: float = 0.99
@@ -52,8 +52,9 @@ def analyze(cfg: AnalyzeConfig) -> tuple[Analysis, Tracker]:
     """Everything but the output: runs, aggregation, fronts, recommendations, difficulty."""
     uri = tracking_uri(cfg.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI"), Path.cwd())
     tracker = Tracker(uri, cfg.experiment, create=False)
-    parent = find_sweep(tracker, cfg.sweep)
-    all_runs = load_runs(tracker, parent.info.run_id, cfg.filter)
+    parents = [find_sweep(tracker, str(s)) for s in (cfg.sweep if isinstance(cfg.sweep, list) else [cfg.sweep])]
+    parent = parents[0]  # where the files are logged and named after
+    all_runs = pd.concat([load_runs(tracker, p.info.run_id, cfg.filter) for p in parents], ignore_index=True)
     if all_runs.empty:
         raise ElaError(
             f"sweep {parent.info.run_name} has no jobs" + (f" matching {cfg.filter!r}" if cfg.filter else "")
@@ -66,6 +67,12 @@ def analyze(cfg: AnalyzeConfig) -> tuple[Analysis, Tracker]:
             f"sweep {parent.info.run_name} has no FINISHED jobs ({len(failed)} failed, {len(running)} running)"
         )
     notes = [f"Confidence intervals: {CI_METHOD}."]
+    if len(parents) > 1:
+        notes.append(
+            "Sweeps analysed together: "
+            + ", ".join(f"{p.info.run_name} ({p.info.run_id[:8]})" for p in parents)
+            + "; the files are logged on the first one's parent run."
+        )
     for tag, what in (("tags.ela.method.energy", "Energy method"), ("tags.gpu.name", "card")):
         if tag in finished:
             notes.append(f"{what}: {', '.join(sorted(finished[tag].dropna().astype(str).unique())) or 'none'}.")

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from ela import schema as s
+from ela.analysis.compare import as_text, key_of
 from ela.analysis.pareto import FRONT, Objective, classify, knee
 from ela.measure import quality
 
@@ -21,6 +22,9 @@ GENERATION_FRONTS = {  # drawn for sweeps with task=generation jobs
     "tpot_token_energy": [Objective(s.TPOT_P50), Objective(s.TOKEN_ENERGY)],
     "ttft_request_energy": [Objective(s.TTFT_P90), Objective(s.ENERGY)],
 }
+
+
+IDENTITY = ("params.task.name", "params.model.name", "params.model.path", "params.dataset.name")
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,14 @@ def quality_constraint(configs: pd.DataFrame, tolerance: float) -> tuple[pd.Data
     if fp32.empty or s.ACCURACY not in c:
         c["quality_ok"] = True
         return c, None, "No fp32 reference in this sweep: the quality constraint is not applied."
+    # Several models, tasks or datasets (sweeps analysed together): each against its own fp32 accuracy.
+    key = key_of(c, [col for col in IDENTITY if col in c and as_text(c[col]).nunique() > 1])
+    groups = set(key)
+    if len(groups) > 1 and set(key[fp32.index]) == groups:
+        ref = c.loc[fp32.index].groupby(key[fp32.index])[s.ACCURACY].mean()
+        c["quality_threshold"] = tolerance * key.map(ref)
+        c["quality_ok"] = c[s.ACCURACY] >= c["quality_threshold"]
+        return c, None, f"Quality constraint: accuracy >= {tolerance:g} x the fp32 accuracy of the same model and task."
     threshold = tolerance * fp32[s.ACCURACY].mean()
     c["quality_ok"] = c[s.ACCURACY] >= threshold
     return c, threshold, f"Quality constraint: accuracy >= {tolerance:g} x fp32 accuracy = {threshold:.4f}."
