@@ -25,7 +25,10 @@ def param_columns(runs: pd.DataFrame) -> list[str]:
 
 
 def as_text(df: pd.DataFrame | pd.Series) -> pd.DataFrame | pd.Series:
-    """Values as text, a missing one as "nan" (a param only some sweeps have: pandas keeps NaN through astype)."""
+    """Values as text, a missing one as "nan" (a param only some sweeps have: pandas keeps NaN through astype).
+
+    `DataFrame.map` needs pandas >= 2.1 (pyproject.toml).
+    """
     return df.map(str)
 
 
