@@ -13,12 +13,14 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from ela import ElaError
+from ela.checks import _check, _flag, _one_of, _positive_int
 from ela.measure.energy import KINDS as ENERGY_METERS
 from ela.runtime.attention import CHOICES as ATTENTION
 from ela.runtime.data import ORDERS
 from ela.runtime.device import AUTOCAST_DTYPES, DEVICES, DTYPE
 from ela.runtime.engines import COMPILE_MODES
 from ela.runtime.engines import NAMES as ENGINES
+from ela.tasks import SCORINGS, TASKS, TaskConfig  # noqa: F401 (choices re-exported)
 
 
 def checkpoint_name(path: str | None) -> str:
@@ -30,24 +32,6 @@ def checkpoint_name(path: str | None) -> str:
 OmegaConf.register_new_resolver("ela_checkpoint_name", checkpoint_name, replace=True)
 # conf/engine/compile.yaml freezes weights for classifiers only (generation can't compile with it).
 OmegaConf.register_new_resolver("ela_freezing_default", lambda task: task != "generation", replace=True)
-
-
-def _check(ok: bool, key: str, value: Any, expected: str) -> None:
-    if not ok:
-        raise ElaError(f"invalid value {key}={value!r}: expected {expected}")
-
-
-def _positive_int(key: str, value: Any, minimum: int = 1) -> None:
-    ok = isinstance(value, int) and not isinstance(value, bool) and value >= minimum
-    _check(ok, key, value, f"an integer >= {minimum}")
-
-
-def _flag(key: str, value: Any) -> None:
-    _check(isinstance(value, bool), key, value, "true | false")
-
-
-def _one_of(key: str, value: Any, choices: tuple) -> None:
-    _check(value in choices, key, value, " | ".join("null" if c is None else str(c) for c in choices))
 
 
 @dataclass(frozen=True)
@@ -105,53 +89,6 @@ class DatasetConfig:
             self.label_map,
             "null or a mapping from dataset label to model label name, e.g. {neg: negative, pos: positive}",
         )
-
-
-TASKS = ("classification", "generation")
-SCORINGS = ("choice", "reference", "none")
-
-
-@dataclass(frozen=True)
-class TaskConfig:
-    """What a job does with the model: classify (encoders), or generate a fixed number of tokens (decoders)."""
-
-    name: str
-    prompt: str = "{text}"  # generation: the template each row's text is put into
-    chat_template: bool = False
-    scoring: str = "none"
-    label_words: list[str] | None = None
-    max_new_tokens: int = 32
-    stop_at_eos: bool = False
-
-    def __post_init__(self) -> None:
-        _one_of("task.name", self.name, TASKS)
-        if self.name != "generation":
-            return
-        _check(
-            isinstance(self.prompt, str) and "{text}" in self.prompt,
-            "task.prompt",
-            self.prompt,
-            "a template containing {text}, e.g. 'Review: {text}\\nSentiment:'",
-        )
-        _flag("task.chat_template", self.chat_template)
-        _one_of("task.scoring", self.scoring, SCORINGS)
-        _positive_int("task.max_new_tokens", self.max_new_tokens)
-        _flag("task.stop_at_eos", self.stop_at_eos)
-        _check(
-            self.scoring != "reference" or self.stop_at_eos,
-            "task.stop_at_eos",
-            self.stop_at_eos,
-            "true with task.scoring=reference (a fixed length runs past the answer: exact match would be ~0)",
-        )
-        if self.scoring == "choice":
-            words = self.label_words
-            ok = isinstance(words, list) and len(words) >= 2 and all(isinstance(w, str) and w.strip() for w in words)
-            _check(ok, "task.label_words", words, "two or more words, one per label, e.g. [' negative', ' positive']")
-
-    @property
-    def generative(self) -> bool:
-        """True for decoder jobs (task=generation)."""
-        return self.name == "generation"
 
 
 @dataclass(frozen=True)
