@@ -8,7 +8,10 @@ Random-weight shapes (make_lm.py --kind shape) are timed with `task.scoring=none
 reported for them. `--quality DIR` adds the tiny LM's next-token-choice accuracy on the whole dev split.
 
     python benchmarks/generation.py --models /tmp/models/llama-3.2-1b --data DIR_WITH_dev.tsv \
-        [--precisions fp32,bf16,bf16_pure] [--batches 1,8,64] [--engines eager,compile] [--quality DIR]
+        [--precisions fp32,bf16,bf16_pure] [--batches 1,8,64] [--engines eager,compile,cudagraph] [--quality DIR]
+
+Engines: eager is transformers' `generate`; compile (reduce-overhead here) and cudagraph are ela's own
+decoding loop over a static KV cache (`ela/runtime/decode.py`), no synchronisation between steps.
 """
 
 from __future__ import annotations
@@ -65,6 +68,38 @@ def job(overrides: list[str]) -> dict:
     return {**out.metrics, **out.tags}
 
 
+def hand_loop(model_dir: str, batch: int, new_tokens: int, reps: int = 10) -> tuple[float, float]:
+    """A cross-check of ela's per-step CUDA events: bf16 weights, ela's cudagraph decoder timed from outside.
+
+    Whole generations and prefills of random prompts (BUCKET tokens) timed with perf_counter around `reps`
+    back-to-back calls, synchronised only at the ends; returns (ms per decode step, ms per prefill).
+    """
+    import contextlib
+
+    from transformers import AutoModelForCausalLM
+
+    from ela.runtime.decode import StaticDecoder
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.bfloat16).cuda().eval()
+    ids = torch.randint(100, model.config.vocab_size, (batch, BUCKET), device="cuda")
+    inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    decoder = StaticDecoder(model, contextlib.nullcontext, new_tokens, None, capture=True)
+    decoder.prepare(inputs)
+
+    def timed(fn) -> float:
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            fn(inputs)
+        torch.cuda.synchronize()
+        return (time.perf_counter() - t0) * 1000 / reps
+
+    prefill, whole = timed(decoder.prefill), timed(decoder)
+    del model, decoder
+    torch.cuda.empty_cache()
+    return (whole - prefill) / (new_tokens - 1), prefill
+
+
 def main() -> None:
     """Command line."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -72,10 +107,11 @@ def main() -> None:
     ap.add_argument("--data", required=True)
     ap.add_argument("--precisions", default="fp32,bf16,bf16_pure")
     ap.add_argument("--batches", default="1,8,64")
-    ap.add_argument("--engines", default="eager,compile")
+    ap.add_argument("--engines", default="eager,compile,cudagraph")
     ap.add_argument("--new-tokens", type=int, default=64)
     ap.add_argument("--window-s", type=float, default=2.0)
     ap.add_argument("--quality", help="the tiny LM's folder: its accuracy by precision on the whole dev split")
+    ap.add_argument("--hand", action="store_true", help="first, a hand-timed decode per model and batch (bf16)")
     args = ap.parse_args()
     bw = copy_bandwidth()
     print(f"device: {torch.cuda.get_device_name()}, torch {torch.__version__}, copy bandwidth {bw / 1e12:.2f} TB/s")
@@ -85,6 +121,13 @@ def main() -> None:
         f"measure.min_window_s={args.window_s}", "measure.repeats=2", "measure.warmup_batches=0",
         "measure.idle_window_s=2", "measure.idle_max_settle_s=3", "codecarbon.enabled=false",
     ]  # fmt: skip
+    if args.hand:
+        print("\n| hand loop (bf16 weights, cudagraph decoder, timed from outside) | batch | ms/step | prefill ms |")
+        print("|---|---|---|---|")
+        for model in args.models.split(","):
+            for b in map(int, args.batches.split(",")):
+                step, pre = hand_loop(model, b, args.new_tokens)
+                print(f"| {Path(model).name} | {b} | {step:.3f} | {pre:.2f} |", flush=True)
     if args.quality:
         print("\n| tiny LM (trained) | accuracy | same output as fp32 | J/output token |\n|---|---|---|---|")
         for p in args.precisions.split(","):

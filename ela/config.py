@@ -115,6 +115,7 @@ class EngineConfig:
     buckets: list[int] | None
     fullgraph: bool
     freezing: bool
+    coordinate_descent: bool = False  # inductor tunes each kernel's launch config (longer setup)
 
     def __post_init__(self) -> None:
         _one_of("engine.name", self.name, ENGINES)
@@ -132,6 +133,7 @@ class EngineConfig:
         )
         _flag("engine.fullgraph", self.fullgraph)
         _flag("engine.freezing", self.freezing)
+        _flag("engine.coordinate_descent", self.coordinate_descent)
 
 
 @dataclass(frozen=True)
@@ -215,7 +217,7 @@ class JobConfig:
         if self.task.generative:  # in validate(), so a sweep refuses these before its first job
             from ela.runtime import attention, generation
 
-            generation.check(self.engine, self.precision)
+            generation.check(self.engine, self.precision, self.task)
             if self.model.attn_implementation in attention.NAMES:
                 raise ElaError(
                     f"model.attn_implementation={self.model.attn_implementation} needs right padding; "

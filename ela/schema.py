@@ -161,8 +161,8 @@ GENERATION = (  # task=generation adds these (its per-sample figures above are p
     Metric(
         (TTFT_P50, TTFT_P90, TTFT_P99),
         "ms",
-        "time to first token: batch start to the first step's logits (prefill + first token), device synchronised; "
-        "every request of a batch counts, over every timed pass",
+        "time to first token: batch start to the first token (prefill + its argmax), stamped by a CUDA event on a "
+        "GPU, perf_counter on a CPU; every request of a batch counts, over every timed pass",
     ),
     Metric(
         (TPOT_P50, TPOT_P90, TPOT_P99),
@@ -180,7 +180,7 @@ GENERATION = (  # task=generation adds these (its per-sample figures above are p
     Metric(
         (PREFILL_ENERGY, "dynamic_prefill_energy_j_per_prompt_token"),
         "J",
-        "windows of the prompts' forward pass alone / real (unpadded) prompt tokens",
+        "windows of the engine's prefill alone / real (unpadded) prompt tokens",
         True,
     ),
     Metric(

@@ -71,3 +71,19 @@ def test_frozen_compile_on_cpu_gives_eager_logits():
     assert setup_s > 0
     torch.testing.assert_close(forward(batches.inputs[0]), eager, atol=1e-4, rtol=1e-4)
     torch._dynamo.reset()
+
+
+def test_coordinate_descent_tuning_is_on_while_the_engine_compiles_and_labelled():
+    from ela.job.score import engine_label
+    from ela.runtime.engines import inductor_options
+
+    engine = EngineConfig(name="compile", compile_mode="default", buckets=None, fullgraph=True, freezing=False,
+                          coordinate_descent=True)  # fmt: skip
+    before = torch._inductor.config.coordinate_descent_tuning
+    with inductor_options(engine):
+        assert torch._inductor.config.coordinate_descent_tuning
+    assert torch._inductor.config.coordinate_descent_tuning == before
+    assert engine_label(engine) == "compile(default,coordinate-descent)"
+    with pytest.raises(ElaError, match="engine.coordinate_descent"):
+        EngineConfig(name="compile", compile_mode="default", buckets=None, fullgraph=True, freezing=False,
+                     coordinate_descent="yes")  # fmt: skip

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 
@@ -132,8 +133,8 @@ def test_bad_generation_input_is_refused_before_the_weights_load(tmp_path, monke
     data.write_text("sentence\tlabel\n \t0\nfine\t1\n")
     local = ["dataset=local", f"dataset.path={data}", "dataset.text_column=sentence"]
     assert "empty prompt text" in _refused(tmp_path, monkeypatch, *local)
-    assert "engine=compile" in _refused(tmp_path, monkeypatch, "engine=cudagraph")
-    assert "static KV cache" in _refused(tmp_path, monkeypatch, "engine=compile", "precision=bf16")
+    assert "needs a CUDA GPU" in _refused(tmp_path, monkeypatch, "engine=cudagraph")
+    assert "needs engine=eager" in _refused(tmp_path, monkeypatch, "engine=compile", "task.stop_at_eos=true")
     ref = _refused(tmp_path, monkeypatch, "task.scoring=reference", "task.stop_at_eos=true")
     assert "holds integer labels" in ref  # SST-2's label column is 0/1, not a reference text
     assert "task.stop_at_eos" in _refused(tmp_path, monkeypatch, "task.scoring=reference")
@@ -180,9 +181,47 @@ def test_agreement_references_and_lengths():
     assert output_lengths([[5, 2, 0]], eos_id=2, stop_at_eos=False) == [3]
 
 
+def test_elas_decoding_loop_matches_generate_with_left_padding_and_eos_suppressed():
+    """The static-cache loop (traced by dynamo, no inductor: fast) gives generate's greedy tokens exactly:
+    left-padded prompts of different lengths, each alone or in one batch, EOS suppressed as min_new_tokens."""
+    import torch
+    from conftest import compose_job
+    from transformers import AutoModelForCausalLM, GenerationConfig
+
+    from ela.runtime.data import tokenize
+    from ela.runtime.decode import StaticDecoder
+    from ela.runtime.models import load_tokenizer
+
+    tok = load_tokenizer(compose_job(*GEN).model, "generation")
+    model = AutoModelForCausalLM.from_pretrained(LM).eval()
+    texts = ["Review: a dull , lifeless film .\nSentiment:", "Review: great fun\nSentiment:",
+             "Review: long , slow and in the end pointless , though the cast tries hard\nSentiment:"]  # fmt: skip
+    together = tokenize(tok, texts, 3, 64, buckets=[32]).inputs[0]
+    n = 5
+
+    def generate(inputs, eos):
+        cfg = GenerationConfig(max_new_tokens=n, min_new_tokens=n, do_sample=False, eos_token_id=eos,
+                               pad_token_id=tok.pad_token_id)  # fmt: skip
+        with torch.inference_mode():
+            return model.generate(**inputs, generation_config=cfg)[:, inputs["input_ids"].shape[1] :]
+
+    plain = generate(together, tok.eos_token_id)
+    eos = int(plain[1, 0])  # make the second prompt's first greedy token "EOS": both must avoid it
+    for eos_id, want in ((tok.eos_token_id, plain), (eos, generate(together, eos))):
+        decoder = StaticDecoder(model, contextlib.nullcontext, n, eos_id, {"backend": "eager"})
+        decoder.prepare(together)
+        assert torch.equal(decoder(together), want)
+        assert decoder.prefill(together).shape == (3, model.config.vocab_size)
+    assert int(want[1, 0]) != eos
+    alone = [tokenize(tok, [t], 1, 64, buckets=[32]).inputs[0] for t in texts]
+    for i, inputs in enumerate(alone):
+        decoder.prepare(inputs)
+        assert decoder(inputs).tolist() == [want[i].tolist()]
+
+
 @pytest.mark.slow
 def test_compiled_decoding_with_a_static_cache_matches_eager(tmp_path):
-    """engine=compile: transformers' static KV cache, decoding compiled (setup timed), outputs equal to eager's."""
+    """engine=compile: ela's static-cache loop compiled by inductor (setup timed), outputs equal to eager's."""
     proc = run_ela(tmp_path, *GEN, "engine=compile", "batch=8", "dataset.limit=16", "task.max_new_tokens=4", *QUICK,
                    multirun=False)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -212,8 +251,7 @@ def test_the_checkpoints_generation_settings_play_no_part():
             model.generation_config.repetition_penalty = penalty
         dropped = generation.neutral_defaults(model, tok)
         assert dropped == ({"repetition_penalty": penalty} if penalty else {})
-        gen, _ = generation.build(job.engine, model, __import__("contextlib").nullcontext, batches, job.task, tok,
-                                  __import__("torch").device("cpu"), lambda: None)  # fmt: skip
+        gen, _, _ = generation.build(job.engine, model, contextlib.nullcontext, batches, job.task, tok, lambda: None)
         outputs.append(gen(batches.inputs[0]).tolist())
     assert outputs[0] == outputs[1]
 

@@ -66,16 +66,15 @@ def measure_generation(ph: Phases) -> Raw:
     ref_tokens = ref_choice = eager_tokens = None
     if me.fp32_reference and job.precision.name != "fp32":
         ph.step("fp32 reference (untimed)")
-        gen, _ = generation.build(eager, model, contextlib.nullcontext, batches, task, tokenizer, device, sync)
+        gen, _, _ = generation.build(eager, model, contextlib.nullcontext, batches, task, tokenizer, sync)
         ref_tokens, ref_choice = _untimed(gen, batches, keep)  # eager, fp32 weights, no autocast
     model = ph.apply_precision(model)
     if job.engine.name != "eager":
         ph.step("eager reference (untimed)")
-        gen, _ = generation.build(eager, model, ph.amp, batches, task, tokenizer, device, sync)
+        gen, _, _ = generation.build(eager, model, ph.amp, batches, task, tokenizer, sync)
         eager_tokens, _ = _untimed(gen, batches, None)
     ph.step(f"engine setup ({job.engine.name})")
-    gen, setup_s = generation.build(job.engine, model, ph.amp, batches, task, tokenizer, device, sync)
-    prefill = generation.make_prefill(model, ph.amp)
+    gen, prefill, setup_s = generation.build(job.engine, model, ph.amp, batches, task, tokenizer, sync)
     ph.measure_idle()
     ph.step("warm-up")
 
@@ -85,7 +84,9 @@ def measure_generation(ph: Phases) -> Raw:
     warmup(whole, batches, me.warmup_batches, sync)
     warmup(prefill, batches, 0, sync)  # the prefill windows' forward has shapes of its own to warm up
     ph.step("timed generations")
-    passes = generation_passes(gen, batches, sync, me.min_window_s, keep=keep, on_pass=ph.tick)
+    # On a GPU every token is stamped with a CUDA event: no synchronisation between steps inside the timing.
+    events = device.type == "cuda"
+    passes = generation_passes(gen, batches, sync, me.min_window_s, keep=keep, on_pass=ph.tick, events=events)
     windows = ph.windows({"window": whole, "prefill window": prefill}, batches)
     rows = [row for t in passes.tokens for row in t.tolist()]  # batches that stopped early are shorter
     lengths = generation.output_lengths(rows, tokenizer.eos_token_id, task.stop_at_eos)

@@ -50,7 +50,7 @@ class Generated:
     """What a generation job measured beyond every task's figures."""
 
     passes: GenerationPasses
-    prefill_windows: list[EnergyWindow]  # the prompts' forward pass alone: energy per prompt token
+    prefill_windows: list[EnergyWindow]  # the engine's prefill alone: energy per prompt token
     tokens: list[list[int]]  # new token ids of each sample (batch order) in the first timed pass
     lengths: list[int]  # how many of them it really generated (fewer only when stopping at EOS)
     texts: list[str]  # their decoded text

@@ -210,7 +210,8 @@ def engine_label(engine: EngineConfig) -> str:
     """e.g. `eager`, `compile(reduce-overhead)`, `compile(max-autotune,freezing)`."""
     if engine.name != "compile":
         return engine.name
-    return f"compile({engine.compile_mode}{',freezing' if engine.freezing else ''})"
+    extras = ",freezing" * engine.freezing + ",coordinate-descent" * engine.coordinate_descent
+    return f"compile({engine.compile_mode}{extras})"
 
 
 def _csv(df: pd.DataFrame) -> str:

@@ -10,7 +10,7 @@ from ela import schema as s
 from ela.config import JobConfig
 from ela.job.results import Raw
 from ela.measure.metrics import accuracy_metrics, generation_metrics, reference_metrics, sequence_agreement
-from ela.runtime.generation import output_lengths
+from ela.runtime.generation import decoding, output_lengths
 
 AGREEMENT_TOLERANCE = 0.005  # engines may differ from eager in the last bits; more than this is flagged
 
@@ -78,16 +78,27 @@ def generation_tags(job: JobConfig) -> dict[str, str]:
     length = "stops at EOS (tokens counted)" if task.stop_at_eos else "min_new_tokens = max_new_tokens (fixed)"
     return {
         "ela.method.latency": "perf_counter around each batch's whole generate, device synchronised before and "
-        f"after, passes over >= {job.measure.min_window_s:g} s; TTFT and TPOT from a logits processor that "
-        "stamps every decoding step with the device synchronised",
+        f"after, passes over >= {job.measure.min_window_s:g} s; TTFT and TPOT from a stamp at every decoding "
+        "step: a CUDA event on a GPU (nothing synchronised between steps), perf_counter on a CPU",
         "ela.method.cost": "energy windows over whole generations: window time / requests, no per-batch sync",
         "ela.method.accuracy": accuracy,
-        "ela.method.prefill_energy": "windows of the prompts' forward pass alone (eager, last position's logits, "
-        "no KV cache written: writing it is counted as decode) / real prompt tokens",
+        "ela.method.prefill_energy": "windows of the engine's prefill alone / real prompt tokens (eager: a "
+        "forward of the prompt, no KV cache written; compile, cudagraph: the prompt into the static cache)",
         "ela.method.decode_energy": "subtraction: (whole-generation window energy - prefill window energy) per "
         "pass / tokens decoded after the first (optimum-benchmark's method)",
         "ela.generation": f"greedy, {task.max_new_tokens} new tokens, {length}, "
-        + ("static KV cache, decoding compiled by transformers" if job.engine.name == "compile" else "dynamic KV cache")
+        + (
+            "transformers' generate, dynamic KV cache"
+            if job.engine.name == "eager"
+            else "ela's decoding loop, static KV cache, " + decoding_words(job.engine)
+        )
         + (", chat template" if task.chat_template else ""),
         "ela.prompt": task.prompt,
     }
+
+
+def decoding_words(engine) -> str:
+    """How a static-cache engine ran the prefill and step, in words (tag ela.generation)."""
+    compile, capture = decoding(engine)
+    how = "eager" if compile is None else f"compiled (torch.compile mode={compile['mode'] or 'default'})"
+    return f"prefill and step {how}" + (", each captured in a CUDA graph per prompt shape" if capture else "")

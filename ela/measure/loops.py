@@ -127,11 +127,12 @@ def generation_passes(
     keep: list[int] | None = None,
     clock: Clock = time.perf_counter,
     on_pass: Callable[[float], None] | None = None,
+    events: bool = False,
 ) -> GenerationPasses:
     """Whole passes of timed generations, until they cover >= min_s (as `latency_passes` for classifiers).
 
-    generate(inputs, step_clock) runs one batch; the StepClock stamps each step with the device
-    synchronised, so TTFT and every token's time are taken from the same generation.
+    generate(inputs, step_clock) runs one batch; the StepClock stamps each step (device synchronised, or
+    with `events` a CUDA event per step), so TTFT and every token's time come from the same generation.
     """
     from ela.runtime.generation import StepClock
 
@@ -144,13 +145,13 @@ def generation_passes(
     while not total or clock() - t_start < min_s:
         row_total, row_ttft, row_steps = [], [], []
         for inputs in batches.inputs:
-            step_clock = StepClock(sync, clock, keep if not total else None)
+            step_clock = StepClock(sync, clock, keep if not total else None, events)
             sync()
-            t0 = clock()
+            t0 = step_clock.begin()
             out = generate(inputs, step_clock)
             sync()
             t_end = clock()
-            stamps = step_clock.stamps
+            stamps = step_clock.resolve()
             row_total.append((t_end - t0) * 1000.0)
             row_ttft.append((stamps[0] - t0) * 1000.0)
             row_steps.append([(s - stamps[0]) * 1000.0 for s in stamps])

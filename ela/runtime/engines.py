@@ -51,7 +51,7 @@ def build(
         )
         forward = make_forward(compiled, autocast)
         # freezing: inductor folds the weights in as constants (autocast's per-call weight casts go away).
-        with torch._inductor.config.patch(freezing=engine.freezing):
+        with inductor_options(engine):
             for inputs in shapes:  # compile every shape now, not inside a window
                 forward(inputs)
                 forward(inputs)  # reduce-overhead records its graph on a later call
@@ -68,6 +68,11 @@ def check(engine: EngineConfig, device_type: str) -> None:
         raise ElaError("engine=cudagraph captures CUDA graphs and needs a CUDA GPU; use engine=eager or compile on CPU")
     if engine.name == "compile" and engine.compile_mode == "reduce-overhead" and device_type != "cuda":
         raise ElaError("engine.compile_mode=reduce-overhead uses CUDA graphs; on CPU use compile_mode=default")
+
+
+def inductor_options(engine: EngineConfig) -> contextlib.AbstractContextManager:
+    """Inductor's settings while an engine compiles: freezing, coordinate-descent tuning."""
+    return torch._inductor.config.patch(freezing=engine.freezing, coordinate_descent_tuning=engine.coordinate_descent)
 
 
 def allow_recompiles(shapes: int) -> None:

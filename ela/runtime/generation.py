@@ -1,10 +1,9 @@
 """Greedy generation with a fixed workload: its config, a per-step clock, the prefill, and the engines.
 
 Engines share one interface, `Generate(inputs, clock) -> new token ids [batch, steps]`, and report their
-one-off setup time (compiling every prompt shape), measured here and never inside a timed window.
-eager is transformers' `generate`; compile is `generate` with a static KV cache, which transformers
-compiles for decoding (`torch.compile` of the one-token forward, CUDA graphs with reduce-overhead) while
-the prefill runs eagerly.
+one-off setup time (compiling or capturing every prompt shape), measured here and never inside a timed
+window. eager is transformers' `generate`; compile and cudagraph are ela's own loop over a static KV
+cache (`ela.runtime.decode`).
 """
 
 from __future__ import annotations
@@ -19,7 +18,7 @@ import torch
 
 from ela import ElaError
 from ela.runtime.data import Batches
-from ela.runtime.engines import allow_recompiles, one_per_shape
+from ela.runtime.engines import allow_recompiles, inductor_options, one_per_shape
 
 if TYPE_CHECKING:  # config imports this package's choices: no import of config at run time
     from ela.config import EngineConfig, PrecisionConfig, TaskConfig
@@ -29,21 +28,55 @@ Autocast = Callable[[], contextlib.AbstractContextManager]
 
 
 class StepClock:
-    """A logits processor that stamps every decoding step, device synchronised: TTFT and time per token.
+    """Stamps every decoding step (TTFT, time per token): a logits processor, or `mark()`ed by ela's loop.
 
-    Stamp k is taken when the logits for output token k are ready (stamp 0: after the prefill). The
-    first step's scores of the `keep` token ids (label words) are kept for next-token choice.
+    Stamp k is taken when output token k is ready (stamp 0: after the prefill). With `events` (CUDA),
+    each mark records a CUDA event instead of synchronising, so the device's queue never drains between
+    steps; `resolve()` turns them into times after the caller's final synchronisation. Without, each mark
+    synchronises and reads `clock`. The first step's scores of the `keep` token ids are kept (choice).
     """
 
-    def __init__(self, sync: Callable[[], None], clock: Clock = time.perf_counter, keep: list[int] | None = None):
-        self.sync, self.clock, self.keep = sync, clock, keep
+    def __init__(
+        self,
+        sync: Callable[[], None],
+        clock: Clock = time.perf_counter,
+        keep: list[int] | None = None,
+        events: bool = False,
+    ):
+        self.sync, self.clock, self.keep, self.events = sync, clock, keep, events
         self.stamps: list[float] = []
         self.first: torch.Tensor | None = None
+        self._events: list[torch.cuda.Event] = []
+        self._t0 = 0.0
+
+    def begin(self) -> float:
+        """The generation starts now (device idle): its host time, and with events a start event."""
+        self._t0 = self.clock()
+        if self.events:
+            self._events = [torch.cuda.Event(enable_timing=True)]
+            self._events[0].record()
+        return self._t0
+
+    def mark(self) -> None:
+        """One more output token is ready."""
+        if self.events:
+            event = torch.cuda.Event(enable_timing=True)
+            event.record()
+            self._events.append(event)
+        else:
+            self.sync()
+            self.stamps.append(self.clock())
+
+    def resolve(self) -> list[float]:
+        """Every token's time (host seconds); call after the device is synchronised."""
+        if self.events and len(self._events) > 1:
+            start = self._events[0]
+            self.stamps = [self._t0 + start.elapsed_time(e) / 1000.0 for e in self._events[1:]]
+        return self.stamps
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        """Record the time (and, at the first step, the kept scores); the scores pass through unchanged."""
-        self.sync()
-        self.stamps.append(self.clock())
+        """As a logits processor: mark (and, at the first step, keep scores); the scores pass unchanged."""
+        self.mark()
         if self.first is None and self.keep is not None:
             self.first = scores[:, self.keep].clone()  # copied to the CPU after generate, outside the steps
         return scores
@@ -74,42 +107,28 @@ def neutral_defaults(model: torch.nn.Module, tokenizer) -> dict:
     return {k: v for k, v in own.items() if k not in neutral and getattr(default, k, None) != v}
 
 
-def generation_config(task: TaskConfig, tokenizer, engine: EngineConfig, device: torch.device):
+def generation_config(task: TaskConfig, tokenizer):
     """Greedy decoding of exactly max_new_tokens (unless stop_at_eos), nothing inherited from the checkpoint."""
-    from transformers import CompileConfig, GenerationConfig
+    from transformers import GenerationConfig
 
     n = task.max_new_tokens
-    cfg = GenerationConfig(
+    return GenerationConfig(
         max_new_tokens=n,
         min_new_tokens=None if task.stop_at_eos else n,  # EOS suppressed until n: every config does the same work
         do_sample=False,
         num_beams=1,
         pad_token_id=tokenizer.pad_token_id,
         eos_token_id=tokenizer.eos_token_id,
+        disable_compile=True,  # eager is eager: compiled decoding is ela's own loop (ela.runtime.decode)
     )
-    if engine.name == "compile":
-        cfg.cache_implementation = "static"
-        mode = None if engine.compile_mode == "default" else engine.compile_mode
-        cfg.compile_config = CompileConfig(fullgraph=engine.fullgraph, dynamic=False, mode=mode)
-        if device.type != "cuda":  # transformers compiles only on accelerators unless told (its testing switch)
-            cfg.compile_config._compile_all_devices = True
-    else:
-        cfg.disable_compile = True
-    return cfg
 
 
-def check(engine: EngineConfig, precision: PrecisionConfig) -> None:
+def check(engine: EngineConfig, precision: PrecisionConfig, task: TaskConfig | None = None) -> None:
     """Refuse an engine generation can't run (before the job waits for its device)."""
-    if engine.name == "compile" and precision.autocast_dtype is not None:
+    if engine.name != "eager" and task is not None and task.stop_at_eos:
         raise ElaError(
-            f"engine=compile with precision={precision.name}: the static KV cache is allocated in the weights' dtype "
-            f"({precision.weights_dtype}) and autocast writes {precision.autocast_dtype} keys into it (seen on an "
-            "H200: index_copy_ dtype error); use precision=bf16_pure / fp16_pure (weights cast), or fp32"
-        )
-    if engine.name == "cudagraph":
-        raise ElaError(
-            "engine=cudagraph captures one forward per shape, not a decoding loop; for task=generation use "
-            "engine=compile engine.compile_mode=reduce-overhead (static KV cache, a CUDA graph per decoding step)"
+            f"engine={engine.name} decodes a fixed number of tokens with no per-step check of the device "
+            "(that check is what makes eager generate launch-bound); task.stop_at_eos=true needs engine=eager"
         )
     if engine.name == "compile" and engine.freezing:
         raise ElaError(
@@ -125,27 +144,51 @@ def build(
     batches: Batches,
     task: TaskConfig,
     tokenizer,
-    device: torch.device,
     sync: Callable[[], None],
-) -> tuple[Generate, float]:
-    """The engine's generate function and its setup seconds (every prompt shape compiled first)."""
-    config = generation_config(task, tokenizer, engine, device)
+) -> tuple[Generate, Callable[[dict[str, torch.Tensor]], torch.Tensor], float]:
+    """The engine's generate and prefill functions and its setup seconds (every prompt shape prepared first).
 
-    def generate(inputs: dict[str, torch.Tensor], clock: StepClock | None = None) -> torch.Tensor:
-        with torch.inference_mode(), autocast():
-            out = model.generate(**inputs, generation_config=config, logits_processor=[clock] if clock else None)
-        return out[:, inputs["input_ids"].shape[1] :]
-
+    eager: transformers' `generate` (dynamic cache) and a plain forward of the prompt. compile and
+    cudagraph: ela's decoding loop over a static cache (`ela.runtime.decode`), prefill included.
+    """
     if engine.name == "eager":
-        return generate, 0.0
+        config = generation_config(task, tokenizer)
+
+        def generate(inputs: dict[str, torch.Tensor], clock: StepClock | None = None) -> torch.Tensor:
+            with torch.inference_mode(), autocast():
+                out = model.generate(**inputs, generation_config=config, logits_processor=[clock] if clock else None)
+            return out[:, inputs["input_ids"].shape[1] :]
+
+        return generate, make_prefill(model, autocast), 0.0
+    from ela.runtime.decode import StaticDecoder
+
     t0 = time.perf_counter()
+    decoder = StaticDecoder(model, autocast, task.max_new_tokens, tokenizer.eos_token_id, *decoding(engine))
     shapes = one_per_shape(batches)
-    allow_recompiles(2 * len(shapes))
-    for inputs in shapes:  # compile (and with reduce-overhead record graphs) for every prompt shape now
-        generate(inputs)
-        generate(inputs)
+    allow_recompiles(2 * len(shapes))  # a prefill and a step per shape
+    with inductor_options(engine):
+        for inputs in shapes:  # compile or capture every prompt shape now, never inside a window
+            decoder.prepare(inputs)
     sync()
-    return generate, time.perf_counter() - t0
+    return decoder, decoder.prefill, time.perf_counter() - t0
+
+
+# compile_mode -> (torch.compile mode, ela captures CUDA graphs): CUDA graphs are always ela's own, one
+# per prompt shape, never inductor's graph trees (they re-check guards and copy inputs at every step).
+COMPILE = {
+    "default": (None, False),
+    "reduce-overhead": (None, True),
+    "max-autotune": ("max-autotune-no-cudagraphs", True),
+    "max-autotune-no-cudagraphs": ("max-autotune-no-cudagraphs", False),
+}
+
+
+def decoding(engine: EngineConfig) -> tuple[dict | None, bool]:
+    """How ela's decoding loop runs an engine: torch.compile arguments (None: eager), and capture or not."""
+    if engine.name == "cudagraph":
+        return None, True
+    mode, capture = COMPILE[engine.compile_mode or "default"]
+    return {"fullgraph": engine.fullgraph, "mode": mode}, capture
 
 
 def make_prefill(model: torch.nn.Module, autocast: Autocast) -> Callable[[dict[str, torch.Tensor]], torch.Tensor]:
