@@ -217,7 +217,7 @@ class JobConfig:
         if self.task.generative:  # in validate(), so a sweep refuses these before its first job
             from ela.runtime import attention, generation
 
-            generation.check(self.engine, self.precision, self.task)
+            generation.check(self.engine, self.task)
             if self.model.attn_implementation in attention.NAMES:
                 raise ElaError(
                     f"model.attn_implementation={self.model.attn_implementation} needs right padding; "

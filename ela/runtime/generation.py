@@ -21,7 +21,7 @@ from ela.runtime.data import Batches
 from ela.runtime.engines import allow_recompiles, inductor_options, one_per_shape
 
 if TYPE_CHECKING:  # config imports this package's choices: no import of config at run time
-    from ela.config import EngineConfig, PrecisionConfig, TaskConfig
+    from ela.config import EngineConfig, TaskConfig
 
 Clock = Callable[[], float]
 Autocast = Callable[[], contextlib.AbstractContextManager]
@@ -123,7 +123,7 @@ def generation_config(task: TaskConfig, tokenizer):
     )
 
 
-def check(engine: EngineConfig, precision: PrecisionConfig, task: TaskConfig | None = None) -> None:
+def check(engine: EngineConfig, task: TaskConfig | None = None) -> None:
     """Refuse an engine generation can't run (before the job waits for its device)."""
     if engine.name != "eager" and task is not None and task.stop_at_eos:
         raise ElaError(
