@@ -37,10 +37,21 @@ def check_keys(prog: str, argv: list[str], known: Iterable[str], sections: Itera
     sys.exit(2)
 
 
-def run_keys(conf_dir: str) -> tuple[list[str], list[str]]:
+def check_run_keys(argv: list[str], conf_dir: str) -> None:
+    """`check_keys` for `python -m ela.run`, fast for the usual command.
+
+    The default config's keys first (one compose); every option of every group (~20 composes, seconds on
+    a small VM) only when a key is not among those.
+    """
+    if unknown_key(argv, *run_keys(conf_dir, every_option=False)) is not None:
+        check_keys("ela.run", argv, *run_keys(conf_dir))
+
+
+def run_keys(conf_dir: str, every_option: bool = True) -> tuple[list[str], list[str]]:
     """Every key `python -m ela.run` accepts (sections, groups, dotted keys), and which are sections.
 
-    Keys of every option of every group count (`task.max_new_tokens` exists with task=generation only).
+    Keys of every option of every group count (`task.max_new_tokens` exists with task=generation only);
+    every_option=False: the default config's keys only (a subset).
     """
     from pathlib import Path
 
@@ -57,6 +68,7 @@ def run_keys(conf_dir: str) -> tuple[list[str], list[str]]:
         options = [[]] + [
             [f"{g}={f.stem}"] for g in groups if g != "experiment" for f in sorted(Path(conf_dir, g).glob("*.yaml"))
         ]
+        options = options if every_option else [[]]
         for override in options:
             data = OmegaConf.to_container(compose("config", overrides=override), resolve=False)
             data.pop("hydra", None)

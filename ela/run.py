@@ -174,8 +174,8 @@ def main(cfg: DictConfig) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    from ela.cli import check_keys, run_keys
+    from ela.cli import check_run_keys
 
-    check_keys("ela.run", sys.argv[1:], *run_keys(str(Path(__file__).resolve().parent.parent / "conf")))
+    check_run_keys(sys.argv[1:], str(Path(__file__).resolve().parent.parent / "conf"))
     interrupt.install()  # before Hydra starts: a signal during start-up is recorded, not fatal mid-write
     main()

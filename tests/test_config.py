@@ -113,6 +113,18 @@ def test_a_typo_in_a_key_gets_the_key_meant_before_hydra():
     assert unknown_key(known, keys, sections) is None  # groups, dotted keys, leaves' own keys, Hydra's pass
 
 
+def test_the_fast_key_check_falls_back_to_every_option(capsys):
+    """The default config's keys are a subset; a key of another option (task.max_new_tokens) still passes."""
+    from ela.cli import check_run_keys, run_keys
+
+    conf = str(REPO / "conf")
+    assert set(run_keys(conf, every_option=False)[0]) < set(run_keys(conf)[0])
+    check_run_keys(["task=generation", "task.max_new_tokens=4", "batch=1"], conf)  # no exit
+    with pytest.raises(SystemExit) as err:
+        check_run_keys(["task.max_new_tokns=4"], conf)
+    assert err.value.code == 2 and "did you mean 'task.max_new_tokens'" in capsys.readouterr().err
+
+
 def test_config_hash_ignores_seed_and_bookkeeping_only():
     base = to_container(composed(*LOCAL))
     same = to_container(composed(*LOCAL, "seed=4", "tracking.experiment=other"))

@@ -219,6 +219,32 @@ def test_elas_decoding_loop_matches_generate_with_left_padding_and_eos_suppresse
         assert decoder(inputs).tolist() == [want[i].tolist()]
 
 
+def test_static_cache_under_bf16_autocast_holds_fp32_keys_and_bf16_values():
+    """Under autocast RoPE leaves keys in fp32 while values are bf16: the cache holds each in its own dtype
+    (transformers 5.17 allocated both as the keys' and failed), and decodes as generate does."""
+    import torch
+    from conftest import compose_job
+    from transformers import AutoModelForCausalLM, GenerationConfig
+
+    from ela.runtime.data import tokenize
+    from ela.runtime.decode import StaticDecoder
+    from ela.runtime.models import load_tokenizer
+
+    tok = load_tokenizer(compose_job(*GEN).model, "generation")
+    model = AutoModelForCausalLM.from_pretrained(LM).eval()
+    inputs = tokenize(tok, ["Review: a dull , lifeless film .\nSentiment:", "Review: fun\nSentiment:"], 2, 64,
+                      buckets=[32]).inputs[0]  # fmt: skip
+    amp = lambda: torch.autocast("cpu", dtype=torch.bfloat16)  # noqa: E731
+    cfg = GenerationConfig(max_new_tokens=4, min_new_tokens=4, do_sample=False, pad_token_id=tok.pad_token_id)
+    with torch.inference_mode(), amp():
+        want = model.generate(**inputs, generation_config=cfg)[:, inputs["input_ids"].shape[1] :]
+    decoder = StaticDecoder(model, amp, 4, tok.eos_token_id, {"backend": "eager"})
+    decoder.prepare(inputs)
+    layer = next(iter(decoder.shapes.values())).cache.layers[0]
+    assert (layer.keys.dtype, layer.values.dtype) == (torch.float32, torch.bfloat16)
+    assert torch.equal(decoder(inputs), want)
+
+
 @pytest.mark.slow
 def test_compiled_decoding_with_a_static_cache_matches_eager(tmp_path):
     """engine=compile: ela's static-cache loop compiled by inductor (setup timed), outputs equal to eager's."""

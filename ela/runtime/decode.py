@@ -90,6 +90,7 @@ class StaticDecoder:
         if (b, p) in self.shapes:
             return
         cache = StaticCache(config=self.model.config, max_cache_len=p + self.n)
+        _values_in_own_dtype(cache)
         mask = torch.ones(b, p + self.n, dtype=inputs["attention_mask"].dtype, device=ids.device)
         try:
             with torch.inference_mode(), self.autocast():  # allocates the cache in the dtype the layers write
@@ -97,7 +98,7 @@ class StaticDecoder:
         except RuntimeError as err:
             if "index_copy_" not in str(err):
                 raise
-            raise ElaError(  # seen with transformers 5.17: values stored in the keys' dtype (fp32 after RoPE)
+            raise ElaError(
                 f"this transformers' static KV cache can't hold autocast's mixed key/value dtypes ({err}); use a "
                 "precision that casts the weights (bf16_pure, fp16_pure) or fp32, or a newer transformers"
             ) from err
@@ -184,6 +185,28 @@ class StaticDecoder:
                 if clock is not None:
                     clock.mark()
         return out
+
+
+def _values_in_own_dtype(cache) -> None:
+    """Each static layer's values in their own dtype, as transformers 5.2x allocates them.
+
+    transformers 5.17 allocates both in the keys' dtype; under autocast RoPE leaves the keys in fp32 while
+    the values come out of a bf16 matmul, so the first write fails. Values are reallocated (and marked
+    static again, as the cache does) right after the layer's own lazy initialisation.
+    """
+    for layer in getattr(cache, "layers", []):
+        init = getattr(layer, "lazy_initialization", None)
+        if init is None:
+            continue
+
+        def lazy(keys: torch.Tensor, values: torch.Tensor, init=init, layer=layer) -> None:
+            init(keys, values)
+            if layer.values.dtype != values.dtype:
+                layer.values = torch.zeros_like(layer.values, dtype=values.dtype)
+                if not torch.compiler.is_compiling():
+                    torch._dynamo.mark_static_address(layer.values)
+
+        layer.lazy_initialization = lazy
 
 
 def _prompt_positions(mask: torch.Tensor) -> torch.Tensor:
