@@ -8,7 +8,8 @@ Three modes, all on the same model and data:
   time / samples, no per-batch sync) and the p50 batch latency (device synchronised around each
   batch) -- as median [min-max] over the rounds, their ratio, and the sign of each speed-up vs fp32.
 * `--hand-only --csv F`: the hand-written loop alone, to a CSV (to run before and after a sweep).
-* `--sweep-uri U --hand-csv F1,F2`: the latest sweep in U next to those hand-loop CSVs.
+* `--sweep-uri U --hand-csv F1,F2`: every sweep in U (a repetition each) next to those hand-loop CSVs,
+  with whether each side's [min-max] range overlaps the other's.
 
     python benchmarks/overhead.py --model DIR --data DIR_WITH_dev.tsv [--precisions fp32,fp16,bf16] [--batches 1,8]
 """
@@ -136,15 +137,19 @@ def spread(values: list[float], fmt: str = "{:.3f}") -> str:
 def table(rows: dict[tuple[str, int], dict[str, list[float]]], sides: tuple[str, str]) -> None:
     """Markdown: each side's cost and p50 (median [min-max]), their ratio, and the speed-up vs fp32 of each."""
     a, b = sides
-    print(f"| config | {a} cost ms/sample | {b} cost ms/sample | ratio | {a} p50 ms/batch | {b} p50 ms/batch "
-          f"| ratio | {a} speed-up vs fp32 | {b} speed-up vs fp32 | same sign |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print(f"| config | {a} cost ms/sample | {b} cost ms/sample | ratio | overlap | {a} p50 ms/batch "
+          f"| {b} p50 ms/batch | ratio | overlap | {a} speed-up vs fp32 | {b} speed-up vs fp32 "
+          "| same sign |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for (precision, batch), r in rows.items():
         ref = rows.get(("fp32", batch))
         cells = [f"{precision}-b{batch}"]
         for key in ("cost_ms_per_sample", "batch_latency_ms_p50"):
             ratio = statistics.median(r[f"{b}:{key}"]) / statistics.median(r[f"{a}:{key}"])
-            cells += [spread(r[f"{a}:{key}"]), spread(r[f"{b}:{key}"]), f"{ratio:.3f}"]
+            va, vb = r[f"{a}:{key}"], r[f"{b}:{key}"]
+            # "within the run-to-run spread": the two [min-max] ranges overlap
+            overlap = "yes" if min(va) <= max(vb) and min(vb) <= max(va) else "NO"
+            cells += [spread(va), spread(vb), f"{ratio:.3f}", overlap]
         if ref:
             sa = statistics.median(ref[f"{a}:cost_ms_per_sample"]) / statistics.median(r[f"{a}:cost_ms_per_sample"])
             sb = statistics.median(ref[f"{b}:cost_ms_per_sample"]) / statistics.median(r[f"{b}:cost_ms_per_sample"])
@@ -158,8 +163,8 @@ def table(rows: dict[tuple[str, int], dict[str, list[float]]], sides: tuple[str,
 def main() -> None:
     """Command line."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", required=True)
-    ap.add_argument("--data", required=True)
+    ap.add_argument("--model")
+    ap.add_argument("--data")
     ap.add_argument("--precisions", default="fp32,fp16,bf16")
     ap.add_argument("--batches", default="1,8")
     ap.add_argument("--rounds", type=int, default=3)
@@ -170,7 +175,13 @@ def main() -> None:
     ap.add_argument("--csv", help="write every measurement here")
     ap.add_argument("--sweep-uri", help="compare the latest sweep in this MLflow store with --hand-csv files")
     ap.add_argument("--hand-csv", help="comma-separated CSVs written by --hand-only")
+    ap.add_argument("--list-sweeps", metavar="URI", help="print the run ids of this store's sweeps, comma-separated")
     args = ap.parse_args()
+    if args.list_sweeps:
+        print(",".join(sweep_ids(args.list_sweeps)))
+        return
+    if not args.sweep_uri and not (args.model and args.data):
+        ap.error("--model and --data are required")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     print(
         f"device: {torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}, torch {torch.__version__}"
@@ -211,23 +222,34 @@ def main() -> None:
         table(rows, ("hand", "ela"))
 
 
+def sweep_ids(uri: str) -> list[str]:
+    """Run ids of every sweep (parent run) in the store, oldest first."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name("ela")
+    where = "tags.`ela.run_kind` = 'sweep'"
+    parents = client.search_runs([exp.experiment_id], where, order_by=["attributes.start_time"])
+    return [p.info.run_id for p in parents]
+
+
 def compare_sweep(args, rows) -> None:
-    """The latest sweep's jobs (their own windows' spread is within one job) next to hand-loop rounds."""
+    """Every sweep's jobs (a repetition each: seeds) next to hand-loop rounds, each side median [min-max]."""
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(args.sweep_uri)
     exp = client.get_experiment_by_name("ela")
-    parent = client.search_runs(
-        [exp.experiment_id], "tags.`ela.run_kind` = 'sweep'", order_by=["attributes.start_time DESC"]
-    )[0]
-    for run in client.search_runs([exp.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'"):
+    runs = [r for p in sweep_ids(args.sweep_uri) for r in
+            client.search_runs([exp.experiment_id], f"tags.`mlflow.parentRunId` = '{p}'")]  # fmt: skip
+    for run in runs:
         if run.info.status != "FINISHED":
             continue
         m, key = run.data.metrics, (run.data.params["precision.name"], int(run.data.params["batch"]))
         rows[key]["ela:cost_ms_per_sample"].append(m["cost_ms_per_sample"])
         rows[key]["ela:batch_latency_ms_p50"].append(m["batch_latency_ms_p50"])
         cv = m.get("cost_ms_per_sample_cv", 0)
-        print(f"ela {key[0]}-b{key[1]}: cost {m['cost_ms_per_sample']:.3f} (window CV {cv:.1%}), "
+        print(f"ela {key[0]}-b{key[1]} seed {run.data.params.get('seed')}: cost {m['cost_ms_per_sample']:.3f} "
+              f"(window CV {cv:.1%}), "
               f"p50 {m['batch_latency_ms_p50']:.2f}, p90 {m['batch_latency_ms_p90']:.2f}, stalled "
               f"{m['stalled_batch_share']:.1%}, verdict {run.data.tags.get('ela.verdict')}")  # fmt: skip
     for path in args.hand_csv.split(","):
@@ -236,7 +258,10 @@ def compare_sweep(args, rows) -> None:
                 key = (r["precision"], int(r["batch"]))
                 rows[key]["hand:cost_ms_per_sample"].append(float(r["cost_ms_per_sample"]))
                 rows[key]["hand:batch_latency_ms_p50"].append(float(r["batch_latency_ms_p50"]))
-    print("\nthe sweep's jobs vs hand-loop rounds before and after it (median [min-max]):\n")
+    print(
+        f"\n{len(runs)} jobs of the store's sweeps (one per repetition) vs {len(args.hand_csv.split(','))} "
+        "hand-loop rounds before, between and after them (median [min-max]):\n"
+    )
     names = ["fp32", "tf32", "fp16", "bf16"]
     order = sorted(rows, key=lambda k: (k[1], names.index(k[0]) if k[0] in names else 9))
     both = [k for k in order if rows[k].get("ela:cost_ms_per_sample") and rows[k].get("hand:cost_ms_per_sample")]
