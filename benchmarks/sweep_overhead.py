@@ -6,11 +6,13 @@ in-process; joblib_gpus: 2 reused worker processes; submitit_local: a process pe
 
     wall = start-up (once per sweep) + jobs x (measured + fixed overhead per job)
 
-from the two sweeps (slope and intercept). "Measured" is what a job times (latency passes + energy
-windows), read back from MLflow; the fixed overhead per job is everything else a job costs (process
-start where the launcher starts one, model load from the page cache, tokenisation, CodeCarbon,
-warm-up, MLflow logging). In-job overhead is `job_wall_s` minus measured and minus `device_wait_s`
-(time queued for the host's CPU lock behind another job), over all jobs but the first.
+from the two sweeps (slope and intercept). "Measured" is what a job measures (idle power, timed
+passes, energy windows: its `phase_*_s` metrics), read back from MLflow; the fixed overhead per job is
+everything else a job costs. In-job overhead is `job_wall_s` minus measured and minus `device_wait_s`
+(time queued for the host's CPU lock behind another job), over all jobs but the first, split into its
+unmeasured phases (load, untimed references, engine setup, warm-up) and the rest (CodeCarbon, scoring,
+MLflow logging); the remainder of the fixed overhead is outside the job (process start and imports
+where the launcher starts one, Hydra's set-up of the job, the MLflow run's creation).
 
     python benchmarks/sweep_overhead.py [--few 1] [--many 5] [--window 1.0]
 """
@@ -27,6 +29,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
+sys.path.insert(0, str(REPO))
+from ela.schema import MEASURED_PHASES, PHASES  # noqa: E402 (the repo's own names, without installing it)
+
+OVERHEAD_PHASES = [p for p in PHASES if p not in MEASURED_PHASES]
 
 
 def run_sweep(launcher: str, jobs: int, window: float, tmp: Path) -> tuple[float, list]:
@@ -50,9 +56,20 @@ def run_sweep(launcher: str, jobs: int, window: float, tmp: Path) -> tuple[float
 
 
 def measured_s(run) -> float:
-    """Seconds the job spent timing the model: the latency passes and the energy windows."""
-    m = run.data.metrics
-    return m["latency_window_s"] + m["energy_window_s"] * m["energy_windows"]
+    """Seconds the job spent measuring: idle power, the timed passes and the energy windows (their phases)."""
+    return sum(run.data.metrics.get(f"phase_{p}_s", 0.0) for p in MEASURED_PHASES)
+
+
+def overhead_parts(runs) -> dict[str, float]:
+    """Mean seconds per job of each unmeasured phase, and of the rest of the job (tracking, scoring, CodeCarbon)."""
+    parts: dict[str, list[float]] = {p: [] for p in (*OVERHEAD_PHASES, "rest")}
+    for r in runs:
+        m = r.data.metrics
+        for p in OVERHEAD_PHASES:
+            parts[p].append(m.get(f"phase_{p}_s", 0.0))
+        phases = sum(m.get(f"phase_{p}_s", 0.0) for p in PHASES)
+        parts["rest"].append(m["job_wall_s"] - m["device_wait_s"] - phases)
+    return {k: sum(v) / len(v) for k, v in parts.items()}
 
 
 def main() -> None:
@@ -61,14 +78,17 @@ def main() -> None:
     ap.add_argument("--few", type=int, default=1)
     ap.add_argument("--many", type=int, default=5)
     ap.add_argument("--window", type=float, default=1.0)
+    ap.add_argument("--launchers", default="basic,joblib_gpus,submitit_local_gpus")
     a = ap.parse_args()
     print(f"CPU: {os.cpu_count()} cores; jobs of 128 SST-2 sentences, batch 16, 1 window of >= {a.window} s\n")
     print(
         "| launcher | wall s (few / many jobs) | measured s per job | start-up s per sweep | "
-        "fixed overhead s per job | in-job overhead s (after the first) |"
+        "fixed overhead s per job | in-job overhead s (after the first) | of it: "
+        + ", ".join([*OVERHEAD_PHASES, "rest"])
+        + " | outside the job (process, imports, run set-up) |"
     )
-    print("|---|---|---|---|---|---|")
-    for launcher in ("basic", "joblib_gpus", "submitit_local_gpus"):
+    print("|---|---|---|---|---|---|---|---|")
+    for launcher in a.launchers.split(","):
         walls, measured, in_job = [], [], []
         for jobs in (a.few, a.many):
             with tempfile.TemporaryDirectory() as tmp:
@@ -81,13 +101,16 @@ def main() -> None:
                 in_job = [
                     x["job_wall_s"] - x["device_wait_s"] - measured_s(r) for x, r in zip(m, runs[1:], strict=True)
                 ]
+                parts = overhead_parts(runs[1:])
         slope = (walls[1] - walls[0]) / (a.many - a.few)
         per_job_measured = (measured[1] - measured[0]) / (a.many - a.few)
         fixed = slope - per_job_measured
         startup = walls[0] - a.few * slope
+        mean_in_job = sum(in_job) / len(in_job)
         print(
             f"| {launcher} | {walls[0]:.1f} / {walls[1]:.1f} | {per_job_measured:.2f} | {startup:.1f} | "
-            f"{fixed:.2f} | {sum(in_job) / len(in_job):.2f} |",
+            f"{fixed:.2f} | {mean_in_job:.2f} | {', '.join(f'{v:.2f}' for v in parts.values())} | "
+            f"{fixed - mean_in_job:.2f} |",
             flush=True,
         )
 

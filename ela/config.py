@@ -212,6 +212,7 @@ class JobConfig:
     measure: MeasureConfig
     codecarbon: CodeCarbonConfig
     tracking: TrackingConfig
+    reuse_engines: bool = True  # keep compiled engines for later jobs of this process (ela/runtime/kept.py)
 
     def __post_init__(self) -> None:
         if self.task.generative:  # in validate(), so a sweep refuses these before its first job
@@ -227,6 +228,7 @@ class JobConfig:
         _positive_int("seed", self.seed, 0)
         _one_of("device", self.device, DEVICES)
         _flag("resume", self.resume)
+        _flag("reuse_engines", self.reuse_engines)
         _check(
             self.gpus is None
             or self.gpus == "all"
@@ -254,7 +256,7 @@ SECTIONS = {
     "codecarbon": CodeCarbonConfig,
     "tracking": TrackingConfig,
 }
-PLAIN_KEYS = ("batch", "seed", "device", "resume", "gpus")
+PLAIN_KEYS = ("batch", "seed", "device", "resume", "gpus", "reuse_engines")
 
 
 def to_container(cfg: DictConfig) -> dict[str, Any]:
@@ -289,6 +291,7 @@ def validate(cfg: DictConfig | dict[str, Any]) -> JobConfig:
     if unknown:
         raise ElaError(f"unknown config key(s): {', '.join(unknown)}")
     plain = {k: data.get(k) for k in PLAIN_KEYS}
+    plain["reuse_engines"] = data.get("reuse_engines", True)
     _check(isinstance(plain["batch"], int) and not isinstance(plain["batch"], bool), "batch", plain["batch"], "int")
     _check(isinstance(plain["seed"], int) and not isinstance(plain["seed"], bool), "seed", plain["seed"], "int")
     _check(isinstance(plain["device"], str), "device", plain["device"], " | ".join(DEVICES))

@@ -158,7 +158,10 @@ def release_device() -> None:
     if "torch" in sys.modules:
         import torch
 
-        torch._dynamo.reset()  # compiled graphs of one job never serve the next
+        from ela.runtime import engines, kept
+
+        if not kept.holding():  # compiled graphs serve a later job only as a kept engine, under its key
+            engines.reset_graphs()
         if torch.cuda.is_initialized():  # never start CUDA here: a later job pins its GPU first
             torch.cuda.empty_cache()
 

@@ -28,6 +28,9 @@ TTFT_P50, TTFT_P90, TTFT_P99 = "ttft_ms_p50", "ttft_ms_p90", "ttft_ms_p99"
 TPOT_P50, TPOT_P90, TPOT_P99 = "tpot_ms_p50", "tpot_ms_p90", "tpot_ms_p99"
 TOKEN_ENERGY, TOKENS_PER_S = "energy_j_per_output_token", "output_tokens_per_s"
 PREFILL_ENERGY, DECODE_ENERGY = "prefill_energy_j_per_prompt_token", "decode_energy_j_per_output_token"
+# A job's phases, in order, each timed as phase_<name>_s; "measured" are the ones that time the model or the meter.
+PHASES = ("load", "references", "engine_setup", "idle", "warmup", "timed_passes", "windows")
+MEASURED_PHASES = ("idle", "timed_passes", "windows")
 SPREAD = ("_sd", "_cv")  # suffixes of metrics logged with their spread across energy windows
 
 
@@ -138,12 +141,20 @@ JOB = (
     Metric(
         ("peak_memory_mb",),
         "MiB",
-        "`torch.cuda.max_memory_allocated` on GPU; process peak RSS on CPU (tag `ela.method.peak_memory`)",
+        "`torch.cuda.max_memory_allocated` on GPU, above what the job found allocated (engines kept by earlier "
+        "jobs); process peak RSS on CPU (tag `ela.method.peak_memory`)",
     ),
     Metric(
         ("num_samples", "mean_token_length", "job_wall_s"),
         "count, tokens, s",
         "size of the split, mean length after truncation, job wall time",
+    ),
+    Metric(
+        tuple(f"phase_{p}_s" for p in PHASES),
+        "s",
+        "wall time of each phase of the job (load, untimed reference passes, engine setup, idle power, warm-up, "
+        "timed passes, energy windows); `job_wall_s` minus their sum is tracking and scoring",
+        shown="`phase_{load,references,engine_setup,idle,warmup,timed_passes,windows}_s`",
     ),
     Metric(("device_wait_s",), "s", "time the job queued for its GPU (or, on CPU, the host) behind other running jobs"),
     Metric(("engine_setup_s",), "s", "compilation (every padded shape) or graph capture, before any timed pass"),

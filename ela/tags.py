@@ -43,6 +43,11 @@ TAGS = (
     Tag("ela.prompt", "the prompt template (generation)"),
     Tag("ela.generation_ignored", "settings of the checkpoint's generation_config.json that greedy decoding replaced"),
     Tag("ela.engine", "e.g. `eager`, `compile(reduce-overhead,freezing)`"),
+    Tag(
+        "ela.engine_reuse",
+        "engine=compile: `fresh` (compiled here), or `kept(from <run>: k of n shapes)` (an earlier job's compiled "
+        "model, same model, precision and engine; only the other shapes compiled here); `none` otherwise",
+    ),
     Tag("ela.attn_implementation", "the attention kernel transformers loaded"),
     Tag("ela.tf32", "TF32 flags as torch reported them during the job"),
     Tag("ela.device", "`cuda` or `cpu`"),

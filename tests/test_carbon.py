@@ -8,6 +8,7 @@ import pytest
 from ela import ElaError
 from ela.config import CodeCarbonConfig
 from ela.measure.carbon import CarbonTracker, CodeCarbonMeter, _cpu_mode, _tracker, check_grid
+from ela.measure.host import cache_cpu_info
 
 CFG = CodeCarbonConfig(enabled=True, country_iso_code="USA", region=None, measure_power_secs=1.0, save_to_file=False)
 
@@ -62,3 +63,30 @@ def test_known_grids_pass():
     check_grid("FRA", None)
     check_grid("USA", "texas")
     check_grid("CAN", "ontario")
+
+
+def test_codecarbons_cpu_detection_is_read_from_a_per_host_file_after_the_first_process(tmp_path, monkeypatch):
+    # CodeCarbon identifies the CPU with py-cpuinfo (~1.2 s a process); ela keeps the answer per host.
+    import cpuinfo
+    from codecarbon.core.util import detect_cpu_model
+
+    calls = []
+
+    def detect():
+        calls.append(1)
+        return {"brand_raw": "Test CPU 9000", "count": 2}
+
+    monkeypatch.setenv("ELA_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(cpuinfo, "get_cpu_info", detect)
+    assert cache_cpu_info() == "detected" and len(calls) == 1
+    assert cache_cpu_info() == "detected"  # installed once per process
+    (cached,) = tmp_path.glob("cpuinfo-*.json")
+    monkeypatch.setattr(cpuinfo, "get_cpu_info", detect)  # a new process: the original detection again
+    assert cache_cpu_info() == "file" and len(calls) == 1  # ... not called: the file answered
+    assert cpuinfo.get_cpu_info()["brand_raw"] == "Test CPU 9000"
+    detect_cpu_model.cache_clear()  # CodeCarbon's own per-process cache
+    assert detect_cpu_model() == "Test CPU 9000"  # what CodeCarbon's power model looks up
+    detect_cpu_model.cache_clear()
+    cached.write_text("{not json")  # a damaged file is detected again and rewritten
+    monkeypatch.setattr(cpuinfo, "get_cpu_info", detect)
+    assert cache_cpu_info() == "detected" and len(calls) == 2

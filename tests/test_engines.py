@@ -4,7 +4,7 @@ import contextlib
 
 import pytest
 import torch
-from conftest import LOCAL, MODEL, all_runs, run_ela
+from conftest import LOCAL, MODEL, all_runs, compose_job, run_ela
 from test_models import CFG
 from transformers import AutoTokenizer
 
@@ -46,18 +46,67 @@ def test_cudagraph_on_cpu_is_refused():
 
 
 @pytest.mark.slow  # a real multirun in a subprocess
-def test_compile_on_cpu_agrees_with_eager_in_a_real_sweep(tmp_path):
+def test_compile_on_cpu_agrees_with_eager_in_a_real_sweep_and_a_repetition_reuses_it(tmp_path):
     proc = run_ela(
-        tmp_path, "engine=eager,compile", *LOCAL, "dataset.limit=16", "engine.buckets=[64]", "measure.repeats=1"
-    )
+        tmp_path, "engine=eager,compile", "seed=0,1", *LOCAL, "dataset.limit=16", "engine.buckets=[64]",
+        "measure.repeats=1",
+    )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     runs = {r.info.run_name: r for r in all_runs(tmp_path)}
-    eager, compiled = runs["fp32-b8-s0"], runs["fp32-b8-compile-s0"]
+    eager, compiled, again = runs["fp32-b8-s0"], runs["fp32-b8-compile-s0"], runs["fp32-b8-compile-s1"]
     assert compiled.data.metrics["agreement_with_eager"] == 1.0
     assert compiled.data.metrics["engine_setup_s"] > 0 and eager.data.metrics["engine_setup_s"] == 0
     assert compiled.data.metrics["accuracy"] == eager.data.metrics["accuracy"]
     assert compiled.data.tags["ela.engine"] == "compile(default,freezing)"
     assert compiled.data.metrics["distinct_shapes"] == 1 and compiled.data.metrics["padding_fraction"] > 0.5
+    # seed 1 ran after an eager job (interleaved), in the same process: it reused seed 0's compiled model
+    assert compiled.data.tags["ela.engine_reuse"] == "fresh" and eager.data.tags["ela.engine_reuse"] == "none"
+    assert again.data.tags["ela.engine_reuse"] == "kept(from fp32-b8-compile-s0: 1 of 1 shapes)"
+    assert again.data.metrics["agreement_with_eager"] == 1.0
+    assert again.data.metrics["accuracy"] == compiled.data.metrics["accuracy"]
+    assert again.data.tags["ela.config_hash"] == compiled.data.tags["ela.config_hash"]
+
+
+def test_a_kept_compiled_engine_serves_a_later_job_and_compiles_only_new_shapes(monkeypatch):
+    from torch._dynamo.utils import counters
+
+    from ela.runtime import kept
+
+    texts = ["a gripping, funny film", "dull and far too long", "not bad at all", "fine"]
+    tok = AutoTokenizer.from_pretrained(MODEL)
+    common = [*LOCAL, "engine=compile", "engine.buckets=[16,32]", "engine.freezing=false"]
+    first, later = compose_job(*common, "seed=0"), compose_job(*common, "seed=1")
+    cpu, build_of = torch.device("cpu"), kept.build
+    kept.clear()
+    try:
+        model = load_model(CFG).model
+        b16 = tokenize(tok, texts, 4, 16, [16])
+        forward, _, how = build_of(first, model, contextlib.nullcontext, b16, cpu, lambda: None)
+        assert how == "fresh"
+        graphs = counters["stats"]["unique_graphs"]
+        again = load_model(CFG).model  # the later job loads its own model (for its references)
+        forward2, _, how2 = build_of(later, again, contextlib.nullcontext, b16, cpu, lambda: None)
+        assert how2 == "kept(from fp32-b8-compile-s0: 1 of 1 shapes)"
+        assert counters["stats"]["unique_graphs"] == graphs  # nothing compiled again
+        with torch.inference_mode():
+            torch.testing.assert_close(forward2(b16.inputs[0]), again(**b16.inputs[0]).logits, atol=1e-4, rtol=1e-4)
+        b32 = tokenize(tok, [t * 3 for t in texts], 4, 32, [16, 32])  # a batch shape the module hasn't seen
+        *_, how3 = build_of(later, again, contextlib.nullcontext, b32, cpu, lambda: None)
+        assert how3 == "kept(from fp32-b8-compile-s0: 0 of 1 shapes)"
+        other = compose_job(*common, "seed=0", "precision=bf16")  # another precision: its own module
+        *_, how4 = build_of(other, again, contextlib.nullcontext, b16, cpu, lambda: None)
+        assert how4 == "fresh" and len(kept._KEPT) == 2
+        monkeypatch.setattr(kept, "BUDGET_SHARE", 1e-12)  # no room: the kept ones go, the new one is built
+        *_, how5 = build_of(
+            compose_job(*common, "engine.buckets=[16]"), again, contextlib.nullcontext, b16, cpu, lambda: None
+        )
+        assert how5 == "fresh" and len(kept._KEPT) == 1
+        no = compose_job(*common, "reuse_engines=false")
+        *_, how6 = build_of(no, again, contextlib.nullcontext, b16, cpu, lambda: None)
+        assert how6 == "none" and len(kept._KEPT) == 1
+    finally:
+        kept.clear()
+        torch._dynamo.reset()
 
 
 def test_frozen_compile_on_cpu_gives_eager_logits():
@@ -87,3 +136,22 @@ def test_coordinate_descent_tuning_is_on_while_the_engine_compiles_and_labelled(
     with pytest.raises(ElaError, match="engine.coordinate_descent"):
         EngineConfig(name="compile", compile_mode="default", buckets=None, fullgraph=True, freezing=False,
                      coordinate_descent="yes")  # fmt: skip
+
+
+def test_a_stop_request_during_engine_setup_ends_it_at_the_next_shape(monkeypatch):
+    import signal
+
+    from ela import interrupt
+    from ela.runtime.engines import compile_shapes
+
+    engine = EngineConfig(name="compile", compile_mode="default", buckets=None, fullgraph=True, freezing=False)
+    calls = []
+
+    def forward(inputs):  # stands in for a compiled model: the first call compiles its shape
+        calls.append(inputs)
+        if len(calls) == 2:  # SIGTERM lands while the first shape compiles
+            monkeypatch.setattr(interrupt, "_received", signal.SIGTERM)
+
+    with pytest.raises(interrupt.Interrupted):
+        compile_shapes(forward, [{"x": 1}, {"x": 2}, {"x": 3}], engine)
+    assert calls == [{"x": 1}, {"x": 1}]  # the second and third shapes were never compiled

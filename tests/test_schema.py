@@ -37,5 +37,8 @@ def test_a_real_job_logs_only_schema_metrics(tmp_path):
     out = measure_job(validate(to_container(cfg)), tmp_path)
     assert set(out.metrics) - {"job_wall_s"} <= schema.METRIC_NAMES, set(out.metrics) - schema.METRIC_NAMES
     assert set(out.files) <= set(schema.ARTIFACTS)
+    phases = {f"phase_{p}_s": out.metrics.get(f"phase_{p}_s") for p in schema.PHASES}
+    assert all(v is not None and v >= 0 for v in phases.values()), phases  # every phase of this job, timed
+    assert phases["phase_windows_s"] >= 2 * out.metrics["energy_window_s"] * 0.99  # the 2 windows are in it
     prefixes = tuple(t.name.rstrip("*") for t in schema.TAGS)
     assert all(k.startswith(prefixes) for k in out.tags), [k for k in out.tags if not k.startswith(prefixes)]

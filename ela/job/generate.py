@@ -13,7 +13,8 @@ from dataclasses import replace
 import torch
 
 from ela import ElaError
-from ela.job.pipeline import Phases, loaded_split
+from ela.job.phases import Phases
+from ela.job.pipeline import loaded_split
 from ela.job.results import Generated, Loaded, Raw
 from ela.measure.loops import generation_passes, warmup
 from ela.runtime import generation, prompts

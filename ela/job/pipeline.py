@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import random
-import resource
 import socket
 import sys
 import time
@@ -19,40 +18,30 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ela import ElaError, interrupt
+from ela import ElaError
 from ela.config import JobConfig
+from ela.job.phases import Phases
 from ela.job.results import JobOutcome, Loaded, Raw
 from ela.job.score import score
-from ela.measure import host
 from ela.measure.carbon import CarbonTracker
 from ela.measure.energy import MeterChoice, make_meter
-from ela.measure.gpu_pool import LOCK_DIR, claim, claim_gpu, other_holders, pinned
+from ela.measure.gpu_pool import LOCK_DIR, claim, claim_gpu, pinned
 from ela.measure.loops import (
-    EnergyWindow,
-    Forward,
-    energy_window,
-    idle_power,
     latency_passes,
     make_forward,
     predict,
     warmup,
 )
-from ela.measure.meters import MeasurementError, tick_period_s
-from ela.measure.nvml import card_state
+from ela.measure.meters import MeasurementError
 from ela.measure.trace import PowerTrace
-from ela.runtime import attention, engines
+from ela.runtime import attention, engines, kept
 from ela.runtime.data import label_targets, load_split, tokenize
 from ela.runtime.device import (
-    DTYPE,
-    autocast,
     check_precision,
     clean_device,
     resolve_device,
-    set_tf32,
-    synchronizer,
-    tf32_state,
 )
-from ela.runtime.models import apply_precision, check_task, load_model, model_labels, stock_kernels
+from ela.runtime.models import check_task, load_model, model_labels, stock_kernels
 
 
 def seed_everything(seed: int) -> None:
@@ -188,79 +177,6 @@ def loaded_split(split, batches, targets: list[int], loaded) -> Loaded:
     )
 
 
-class Phases:
-    """What every task's measured order shares: named steps, precision, idle power, windows, the card's state."""
-
-    def __init__(self, job: JobConfig, device: torch.device, choice: MeterChoice, trace: PowerTrace | None, progress):
-        self.job, self.device, self.choice, self.trace, self.progress = job, device, choice, trace, progress
-        self.sync, self.meter, self.gpu = synchronizer(device), choice.meter, choice.gpu
-        self.tick = progress.tick if progress is not None else None
-        self.idle = self.tick_s = None
-        self.state_start: dict[str, float] = {}
-        self.others, self.share = 0, None
-
-    def step(self, name: str) -> None:
-        """A stop request ends the job here, between phases; the progress line and the trace get the name."""
-        interrupt.check()
-        if self.progress is not None:
-            self.progress.phase(name)
-        if self.trace is not None:
-            self.trace.mark(name)
-
-    def amp(self):
-        """The precision's autocast context (a no-op without autocast)."""
-        return autocast(self.job.precision, self.device)
-
-    def apply_precision(self, model: torch.nn.Module) -> torch.nn.Module:
-        """Cast the weights (pure half precision) and set TF32, after the untimed fp32 reference."""
-        model = apply_precision(model, DTYPE[self.job.precision.weights_dtype], self.device)
-        set_tf32(self.job.precision.tf32)
-        return model
-
-    def measure_idle(self) -> None:
-        """Idle power with the model loaded, and how often the meter's counter moves."""
-        if self.meter is None:
-            return
-        self.step("idle power")
-        me = self.job.measure
-        self.idle = idle_power(self.meter, me.idle_max_settle_s, me.idle_window_s)
-        if self.meter.counter is not None:
-            self.tick_s = tick_period_s(self.meter.counter, max_s=0.6)
-
-    def windows(self, runs: dict[str, Forward], batches) -> dict[str, list[EnergyWindow]]:
-        """measure.repeats energy windows of each named workload, the card's state and host load around them."""
-        me, out = self.job.measure, {name: [] for name in runs}
-        self.state_start, self.others, before = card_state(self.gpu) if self.gpu else {}, other_holders(), host.sample()
-        for i in range(me.repeats):  # workloads alternate, so drift during the job moves them alike
-            for name, forward in runs.items():
-                self.step(f"{name} {i + 1}/{me.repeats}")
-                out[name].append(
-                    energy_window(forward, batches, self.sync, self.meter, me.min_window_s, on_pass=self.tick)
-                )
-        self.share = host.other_cpu_share(before, host.sample())
-        return out
-
-    def raw(self, loaded: Loaded, **measured) -> Raw:
-        """Everything measured, with what every task records about the device and host."""
-        self.step("score")
-        device = self.device
-        peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else _peak_rss_mb()
-        return Raw(
-            loaded=loaded,
-            meter=self.choice,
-            device_type=device.type,
-            idle=self.idle,
-            tick_s=self.tick_s,
-            state_start=self.state_start,
-            state_end=card_state(self.gpu) if self.gpu else {},
-            host_other_cpu_share=self.share,
-            other_ela_jobs=self.others,
-            tf32=tf32_state(),
-            peak_mb=peak,
-            **measured,
-        )
-
-
 def run_phases(job: JobConfig, device: torch.device, choice: MeterChoice, trace: PowerTrace | None, progress) -> Raw:
     """The task's measured order: load, references, precision, engine, idle, warm-up, timed passes, windows."""
     ph = Phases(job, device, choice, trace, progress)
@@ -282,15 +198,13 @@ def run_phases(job: JobConfig, device: torch.device, choice: MeterChoice, trace:
         with stock_kernels(model):  # the engine and ela's kernels (if any) against transformers' eager
             eager_ref = predict(make_forward(model, ph.amp), batches).argmax(-1)
     ph.step(f"engine setup ({job.engine.name})")
-    forward, setup_s = engines.build(job.engine, model, ph.amp, batches, device, sync)
+    forward, setup_s, reuse = kept.build(job, model, ph.amp, batches, device, sync)
     ph.measure_idle()
     ph.step("warm-up")
     warmup(forward, batches, me.warmup_batches, sync)
     ph.step("latency passes")
     lat = latency_passes(forward, batches, sync, me.min_window_s, on_pass=ph.tick)
     windows = ph.windows({"window": forward}, batches)["window"]
-    return ph.raw(loaded, reference=reference, eager_ref=eager_ref, setup_s=setup_s, lat=lat, windows=windows)
-
-
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return ph.raw(
+        loaded, reference=reference, eager_ref=eager_ref, setup_s=setup_s, lat=lat, windows=windows, reuse=reuse
+    )

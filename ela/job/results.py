@@ -85,3 +85,5 @@ class Raw:
     generated: Generated | None = None
     trace: pd.DataFrame | None = None
     carbon: CarbonRecord | str | None = None  # the whole-job record, or why it was left out
+    phase_s: dict[str, float] = field(default_factory=dict)  # wall seconds per phase (schema.PHASES)
+    reuse: str = "none"  # what the engine reused from an earlier job (ela/runtime/kept.py)

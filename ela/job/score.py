@@ -40,6 +40,7 @@ def score(job: JobConfig, raw: Raw) -> JobOutcome:
     m.update(
         {
             "engine_setup_s": raw.setup_s,
+            **{f"phase_{k}_s": v for k, v in raw.phase_s.items()},
             "padding_fraction": batches.padding_fraction,
             "distinct_shapes": len(batches.shapes),
             "other_ela_jobs": raw.other_ela_jobs,
@@ -99,6 +100,7 @@ def _tags(job: JobConfig, raw: Raw, warnings: list[str]) -> dict[str, str]:
         "ela.attn_implementation": loaded.attn_implementation,
         "ela.label_map": json.dumps(loaded.label_map),
         "ela.engine": engine_label(job.engine),
+        "ela.engine_reuse": raw.reuse,
         "ela.energy_scope": SCOPE.get(meter.kind, "none"),
         "ela.method.latency": "perf_counter, device synchronised around every batch, passes over "
         f">= {job.measure.min_window_s:g} s; stall = > 3x the batch's best time",

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ela import ElaError
+from ela.measure import host
 from ela.measure.meters import MeasurementError, Window, checked_window
 
 if TYPE_CHECKING:  # config imports this module's choices: no import of config at run time
@@ -44,6 +45,7 @@ def _tracker(cfg: CodeCarbonConfig, gpu_ids: list[int] | None, output_dir: str |
     """A fresh OfflineEmissionsTracker, every argument explicit (never the online tracker)."""
     from codecarbon import OfflineEmissionsTracker
 
+    host.cache_cpu_info()  # CodeCarbon's CPU identification, once per host instead of once per process
     logging.getLogger("codecarbon").setLevel(logging.ERROR)
     if output_dir is not None:
         Path(output_dir).mkdir(parents=True, exist_ok=True)  # CodeCarbon fails (silently) on a missing folder

@@ -1,9 +1,14 @@
-"""What else the host was doing while a job measured: CPU time of other processes, from /proc/stat."""
+"""The host: what else it was doing while a job measured (/proc/stat), and per-host caches of its facts."""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
 import os
 import resource
+import socket
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,3 +44,52 @@ def other_cpu_share(start: HostSample | None, end: HostSample | None, cpus: int 
     capacity = (end.wall_s - start.wall_s) * (cpus or os.cpu_count() or 1)
     other = (end.busy_s - start.busy_s) - (end.own_s - start.own_s)
     return min(max(other / capacity, 0.0), 1.0)
+
+
+def cache_dir() -> Path:
+    """Where ela keeps per-host caches: $ELA_CACHE_DIR, else $XDG_CACHE_HOME/ela, else ~/.cache/ela."""
+    if os.environ.get("ELA_CACHE_DIR"):
+        return Path(os.environ["ELA_CACHE_DIR"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ela"
+
+
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return "unknown-boot"
+
+
+def cache_cpu_info() -> str:
+    """Serve py-cpuinfo's `get_cpu_info` from a per-host file; returns 'file', 'detected' or 'unavailable'.
+
+    CodeCarbon identifies the CPU (for its power model) with py-cpuinfo, ~1.2 s in every process it
+    starts in: a process-per-job launcher paid it per job. The file is keyed on host name, boot id and
+    py-cpuinfo's version (a processor doesn't change without a reboot) and written atomically, so
+    concurrent jobs are safe; where it can't be written, detection simply runs as before.
+    """
+    try:
+        import cpuinfo
+    except ImportError:
+        return "unavailable"
+    if getattr(cpuinfo.get_cpu_info, "ela_cache", None):
+        return cpuinfo.get_cpu_info.ela_cache
+    detect = cpuinfo.get_cpu_info
+    key = f"{socket.gethostname()}|{_boot_id()}|{cpuinfo.CPUINFO_VERSION_STRING}"
+    path = cache_dir() / f"cpuinfo-{hashlib.sha1(key.encode()).hexdigest()[:16]}.json"
+    try:
+        info, how = json.loads(path.read_text()), "file"
+    except (OSError, ValueError):
+        info, how = detect(), "detected"
+        with contextlib.suppress(OSError):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as f:
+                json.dump(info, f)
+            os.replace(f.name, path)
+
+    def cached() -> dict:
+        return dict(info)
+
+    cached.ela_cache = how  # type: ignore[attr-defined]
+    cpuinfo.get_cpu_info = cached  # CodeCarbon looks it up at call time (codecarbon.core.util.detect_cpu_model)
+    return how

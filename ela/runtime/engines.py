@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from ela import ElaError
+from ela import ElaError, interrupt
 from ela.measure.loops import Forward, make_forward
 from ela.runtime.data import Batches
 
@@ -40,26 +40,36 @@ def build(
         return make_forward(model, autocast), 0.0
     if engine.name == "compile":
         shapes = one_per_shape(batches)
-        allow_recompiles(len(shapes))
-        # One static graph per padded shape (dynamic=False: kernels specialised to it, as buckets intend);
-        # fullgraph=True turns a graph break into an error instead of silently running parts eagerly.
-        compiled = torch.compile(
-            model,
-            mode=None if engine.compile_mode == "default" else engine.compile_mode,
-            dynamic=False,
-            fullgraph=engine.fullgraph,
-        )
-        forward = make_forward(compiled, autocast)
-        # freezing: inductor folds the weights in as constants (autocast's per-call weight casts go away).
-        with inductor_options(engine):
-            for inputs in shapes:  # compile every shape now, not inside a window
-                forward(inputs)
-                forward(inputs)  # reduce-overhead records its graph on a later call
+        forward = make_forward(compiled_module(engine, model), autocast)
+        compile_shapes(forward, shapes, engine)
         sync()
         return forward, time.perf_counter() - t0
     forward = _cuda_graphs(model, autocast, batches, device)
     sync()
     return forward, time.perf_counter() - t0
+
+
+def compiled_module(engine: EngineConfig, model: torch.nn.Module) -> torch.nn.Module:
+    """`torch.compile` as ela uses it: one static graph per padded shape, a graph break an error."""
+    # dynamic=False: kernels specialised to each shape, as buckets intend; fullgraph=True turns a graph
+    # break into an error instead of silently running parts eagerly.
+    return torch.compile(
+        model,
+        mode=None if engine.compile_mode == "default" else engine.compile_mode,
+        dynamic=False,
+        fullgraph=engine.fullgraph,
+    )
+
+
+def compile_shapes(forward: Forward, shapes: list[dict[str, torch.Tensor]], engine: EngineConfig) -> None:
+    """Compile each shape now, not inside a window."""
+    allow_recompiles(len(shapes))
+    # freezing: inductor folds the weights in as constants (autocast's per-call weight casts go away).
+    with inductor_options(engine):
+        for inputs in shapes:
+            interrupt.check()  # a stop request waits for one shape's compile, not for all of them
+            forward(inputs)
+            forward(inputs)  # reduce-overhead records its graph on a later call
 
 
 def check(engine: EngineConfig, device_type: str) -> None:
@@ -75,11 +85,25 @@ def inductor_options(engine: EngineConfig) -> contextlib.AbstractContextManager:
     return torch._inductor.config.patch(freezing=engine.freezing, coordinate_descent_tuning=engine.coordinate_descent)
 
 
+_GRAPHS = [0]  # graphs asked for since dynamo's last reset (kept engines keep theirs across jobs)
+
+
 def allow_recompiles(shapes: int) -> None:
-    """Let dynamo compile every shape: past its recompile limit it would silently run eager code."""
+    """Let dynamo compile these shapes too: past its recompile limit it would silently run eager code.
+
+    Counted since the last `reset_graphs()`: models of one class share their forward's code, so graphs
+    of earlier (kept) engines count towards the same limit.
+    """
+    _GRAPHS[0] += shapes
     config = torch._dynamo.config
     name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
-    setattr(config, name, max(getattr(config, name), shapes + 1))
+    setattr(config, name, max(getattr(config, name), _GRAPHS[0] + 1))
+
+
+def reset_graphs() -> None:
+    """Drop every compiled graph of this process (`torch._dynamo.reset()`) and their count."""
+    torch._dynamo.reset()
+    _GRAPHS[0] = 0
 
 
 def one_per_shape(batches: Batches) -> list[dict[str, torch.Tensor]]:
@@ -96,6 +120,7 @@ def _cuda_graphs(model, autocast, batches: Batches, device: torch.device) -> For
     graphs: dict[tuple, tuple[torch.cuda.CUDAGraph, dict[str, torch.Tensor], torch.Tensor]] = {}
     stream = torch.cuda.Stream(device)
     for inputs in one_per_shape(batches):
+        interrupt.check()
         static = {k: v.clone() for k, v in inputs.items()}
         stream.wait_stream(torch.cuda.current_stream(device))
         with torch.cuda.stream(stream), torch.inference_mode(), autocast():

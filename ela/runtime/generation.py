@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from ela import ElaError
+from ela import ElaError, interrupt
 from ela.runtime.data import Batches
 from ela.runtime.engines import allow_recompiles, inductor_options, one_per_shape
 
@@ -168,6 +168,7 @@ def build(
     allow_recompiles(2 * len(shapes))  # a prefill and a step per shape
     with inductor_options(engine):
         for inputs in shapes:  # compile or capture every prompt shape now, never inside a window
+            interrupt.check()  # a stop request waits for one shape, not for all of them
             decoder.prepare(inputs)
     sync()
     return decoder, decoder.prefill, time.perf_counter() - t0

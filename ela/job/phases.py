@@ -1,0 +1,127 @@
+"""The steps every task's job shares, each named and timed: precision, idle power, energy windows, state.
+
+A stop request is honoured between steps; the progress line and the power trace get each step's name,
+and each step's wall time adds to its schema phase (`phase_*_s`).
+"""
+
+from __future__ import annotations
+
+import resource
+import time
+
+import torch
+
+from ela import interrupt
+from ela.config import JobConfig
+from ela.job.results import Loaded, Raw
+from ela.measure import host
+from ela.measure.energy import MeterChoice
+from ela.measure.gpu_pool import other_holders
+from ela.measure.loops import EnergyWindow, Forward, energy_window, idle_power
+from ela.measure.meters import tick_period_s
+from ela.measure.nvml import card_state
+from ela.measure.trace import PowerTrace
+from ela.runtime.device import DTYPE, autocast, set_tf32, synchronizer, tf32_state
+from ela.runtime.models import apply_precision
+
+
+def phase_of(step: str) -> str:
+    """The schema phase a named step belongs to ("window 2/3" and "prefill 1/3" are energy windows)."""
+    for prefix, phase in _PHASE_OF.items():
+        if step.startswith(prefix):
+            return phase
+    return "windows"
+
+
+_PHASE_OF = {"load": "load", "fp32 reference": "references", "eager reference": "references",
+             "engine setup": "engine_setup", "idle power": "idle", "warm-up": "warmup",
+             "latency passes": "timed_passes", "timed generations": "timed_passes", "score": "score"}  # fmt: skip
+
+
+class Phases:
+    """What every task's measured order shares: named steps, precision, idle power, windows, the card's state."""
+
+    def __init__(self, job: JobConfig, device: torch.device, choice: MeterChoice, trace: PowerTrace | None, progress):
+        self.job, self.device, self.choice, self.trace, self.progress = job, device, choice, trace, progress
+        self.sync, self.meter, self.gpu = synchronizer(device), choice.meter, choice.gpu
+        self.tick = progress.tick if progress is not None else None
+        self.idle = self.tick_s = None
+        self.state_start: dict[str, float] = {}
+        self.others, self.share = 0, None
+        self.phase_s: dict[str, float] = {}
+        # What the job found allocated (engines kept by earlier jobs): its peak memory is counted above it.
+        self.mem_base = torch.cuda.memory_allocated(device) if device.type == "cuda" else 0
+        self._open: tuple[str, float] | None = None
+
+    def step(self, name: str) -> None:
+        """A stop request ends the job here, between phases; the progress line and the trace get the name."""
+        interrupt.check()
+        now = time.perf_counter()
+        if self._open is not None:  # the phase that ends here
+            self.phase_s[self._open[0]] = self.phase_s.get(self._open[0], 0.0) + now - self._open[1]
+        self._open = (phase_of(name), now)
+        if self.progress is not None:
+            self.progress.phase(name)
+        if self.trace is not None:
+            self.trace.mark(name)
+
+    def amp(self):
+        """The precision's autocast context (a no-op without autocast)."""
+        return autocast(self.job.precision, self.device)
+
+    def apply_precision(self, model: torch.nn.Module) -> torch.nn.Module:
+        """Cast the weights (pure half precision) and set TF32, after the untimed fp32 reference."""
+        model = apply_precision(model, DTYPE[self.job.precision.weights_dtype], self.device)
+        set_tf32(self.job.precision.tf32)
+        return model
+
+    def measure_idle(self) -> None:
+        """Idle power with the model loaded, and how often the meter's counter moves."""
+        if self.meter is None:
+            return
+        self.step("idle power")
+        me = self.job.measure
+        self.idle = idle_power(self.meter, me.idle_max_settle_s, me.idle_window_s)
+        if self.meter.counter is not None:
+            self.tick_s = tick_period_s(self.meter.counter, max_s=0.6)
+
+    def windows(self, runs: dict[str, Forward], batches) -> dict[str, list[EnergyWindow]]:
+        """measure.repeats energy windows of each named workload, the card's state and host load around them."""
+        me, out = self.job.measure, {name: [] for name in runs}
+        self.state_start, self.others, before = card_state(self.gpu) if self.gpu else {}, other_holders(), host.sample()
+        for i in range(me.repeats):  # workloads alternate, so drift during the job moves them alike
+            for name, forward in runs.items():
+                self.step(f"{name} {i + 1}/{me.repeats}")
+                out[name].append(
+                    energy_window(forward, batches, self.sync, self.meter, me.min_window_s, on_pass=self.tick)
+                )
+        self.share = host.other_cpu_share(before, host.sample())
+        return out
+
+    def raw(self, loaded: Loaded, **measured) -> Raw:
+        """Everything measured, with what every task records about the device and host."""
+        self.step("score")
+        device = self.device
+        if device.type == "cuda":
+            peak = (torch.cuda.max_memory_allocated(device) - self.mem_base) / 2**20
+        else:
+            peak = _peak_rss_mb()
+        return Raw(
+            loaded=loaded,
+            meter=self.choice,
+            device_type=device.type,
+            idle=self.idle,
+            tick_s=self.tick_s,
+            state_start=self.state_start,
+            state_end=card_state(self.gpu) if self.gpu else {},
+            host_other_cpu_share=self.share,
+            other_ela_jobs=self.others,
+            tf32=tf32_state(),
+            peak_mb=peak,
+            phase_s={k: v for k, v in self.phase_s.items() if k != "score"},
+            **measured,
+        )
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
