@@ -74,6 +74,7 @@ def build(
     how = "fresh"
     if kept is None:
         nbytes = sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
+        nbytes *= 2 if engine.freezing else 1  # frozen graphs hold their own copy of the weights as constants
         _make_room(nbytes, device)
         kept = _Kept(engines.compiled_module(engine, model), nbytes=nbytes, owner=job.run_name)
     else:
