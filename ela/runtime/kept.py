@@ -70,21 +70,18 @@ def build(
         return (*engines.build(engine, model, autocast, batches, device, sync), "none")
     engines.check(engine, device.type)
     key, t0 = key_of(job, device), time.perf_counter()
-    kept = _KEPT.get(key)
-    how = "fresh"
+    hit = kept = _KEPT.get(key)
     if kept is None:
         nbytes = sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
         nbytes *= 2 if engine.freezing else 1  # frozen graphs hold their own copy of the weights as constants
         _make_room(nbytes, device)
         kept = _Kept(engines.compiled_module(engine, model), nbytes=nbytes, owner=job.run_name)
-    else:
-        how = f"kept(from {kept.owner}: {{seen}} of {{shapes}} shapes)"
     forward = make_forward(kept.compiled, autocast)
     shapes = engines.one_per_shape(batches)
     new = [s for s in shapes if tuple(s["input_ids"].shape) not in kept.shapes]
     engines.compile_shapes(forward, new, engine)
     sync()
-    how = how.format(seen=len(shapes) - len(new), shapes=len(shapes))
+    how = "fresh" if hit is None else f"kept(from {kept.owner}: {len(shapes) - len(new)} of {len(shapes)} shapes)"
     kept.shapes.update(tuple(s["input_ids"].shape) for s in new)
     _KEPT[key] = kept  # only once compiled: a failed compile keeps nothing
     return forward, time.perf_counter() - t0, how
