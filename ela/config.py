@@ -20,6 +20,7 @@ from ela.runtime.data import ORDERS
 from ela.runtime.device import AUTOCAST_DTYPES, DEVICES, DTYPE
 from ela.runtime.engines import COMPILE_MODES
 from ela.runtime.engines import NAMES as ENGINES
+from ela.runtime.packing import check_config as check_packing
 from ela.tasks import SCORINGS, TASKS, TaskConfig  # noqa: F401 (choices re-exported)
 
 
@@ -116,6 +117,7 @@ class EngineConfig:
     fullgraph: bool
     freezing: bool
     coordinate_descent: bool = False  # inductor tunes each kernel's launch config (longer setup)
+    packing: int | None = None  # rows of this many tokens, each batch's sequences packed in (ela.runtime.packing)
 
     def __post_init__(self) -> None:
         _one_of("engine.name", self.name, ENGINES)
@@ -125,12 +127,8 @@ class EngineConfig:
             self.compile_mode,
             " | ".join(COMPILE_MODES) + " (required with engine=compile)",
         )
-        _check(
-            self.buckets is None or (bool(self.buckets) and all(isinstance(b, int) and b > 0 for b in self.buckets)),
-            "engine.buckets",
-            self.buckets,
-            "null or a list of positive sequence lengths such as [16,32,64,128]",
-        )
+        ok = self.buckets is None or (bool(self.buckets) and all(isinstance(b, int) and b > 0 for b in self.buckets))
+        _check(ok, "engine.buckets", self.buckets, "null or a list of positive sequence lengths such as [16,32,64,128]")
         _flag("engine.fullgraph", self.fullgraph)
         _flag("engine.freezing", self.freezing)
         _flag("engine.coordinate_descent", self.coordinate_descent)
@@ -153,11 +151,10 @@ class MeasureConfig:
 
     def __post_init__(self) -> None:
         _positive_int("measure.warmup_batches", self.warmup_batches, 0)
-        _check(self.min_window_s > 0, "measure.min_window_s", self.min_window_s, "> 0 seconds")
+        for key in ("min_window_s", "idle_window_s", "trace_interval_s"):
+            _check(getattr(self, key) > 0, f"measure.{key}", getattr(self, key), "> 0 seconds")
         _positive_int("measure.repeats", self.repeats)
         _check(self.idle_max_settle_s >= 0, "measure.idle_max_settle_s", self.idle_max_settle_s, ">= 0 seconds")
-        _check(self.idle_window_s > 0, "measure.idle_window_s", self.idle_window_s, "> 0 seconds")
-        _check(self.trace_interval_s > 0, "measure.trace_interval_s", self.trace_interval_s, "> 0 seconds")
         _one_of("measure.energy_meter", self.energy_meter, ENERGY_METERS)
         _flag("measure.trace", self.trace)
         _flag("measure.fp32_reference", self.fp32_reference)
@@ -215,6 +212,7 @@ class JobConfig:
     reuse_engines: bool = True  # keep compiled engines for later jobs of this process (ela/runtime/kept.py)
 
     def __post_init__(self) -> None:
+        check_packing(self.engine.packing, self.model.attn_implementation, self.model.max_length, self.task.name)
         if self.task.generative:  # in validate(), so a sweep refuses these before its first job
             from ela.runtime import attention, generation
 

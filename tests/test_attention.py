@@ -105,6 +105,13 @@ def interpreted_kernel_check() -> None:
         want = reference_kernel(q.float(), k.float(), v.float(), lengths, seq, dim**-0.5)
         real = (torch.arange(seq)[None, :] < lengths[:, None]).flatten()  # padded query rows are never read
         torch.testing.assert_close(got.float()[real], want[real], atol=2e-3, rtol=2e-3)
+        # Packed rows (engine.packing): the same rows, attention within each token's segment id.
+        segments = torch.randint(0, 3, (batch * seq,), generator=gen, dtype=torch.int32)
+        got = op(q, k, v, segments, seq, dim**-0.5, True)
+        same = segments.view(batch, seq)[:, None, :, None] == segments.view(batch, seq)[:, None, None, :]
+        qs, ks, vs = (x.float().reshape(batch, seq, heads, dim).transpose(1, 2) for x in (q, k, v))
+        want = sdpa(qs, ks, vs, attn_mask=same, scale=dim**-0.5).transpose(1, 2).reshape(batch * seq, heads, dim)
+        torch.testing.assert_close(got.float(), want, atol=2e-3, rtol=2e-3)
     print("4 shapes match")
 
 

@@ -34,14 +34,14 @@ from ela.measure.loops import (
 )
 from ela.measure.meters import MeasurementError
 from ela.measure.trace import PowerTrace
-from ela.runtime import attention, engines, kept
+from ela.runtime import attention, engines, kept, packing
 from ela.runtime.data import label_targets, load_split, tokenize
 from ela.runtime.device import (
     check_precision,
     clean_device,
     resolve_device,
 )
-from ela.runtime.models import check_task, load_model, model_labels, stock_kernels
+from ela.runtime.models import check_task, load_model, model_config, model_labels, stock_kernels
 
 
 def seed_everything(seed: int) -> None:
@@ -153,15 +153,27 @@ def _stop(carbon: CarbonTracker | None):
 
 
 def load(job: JobConfig, device: torch.device) -> tuple[Loaded, torch.nn.Module]:
-    """The split, its labels mapped to the model's (from its config, before the weights), batches, model."""
+    """The split, its labels mapped to the model's (from its config, before the weights), batches, model.
+
+    With engine.packing the model is wrapped to take packed rows, and the split is also batched padded,
+    as transformers' own model takes it, for the references the packed predictions are checked against.
+    """
     check_task(job.model, job.task.name)
+    rows = job.engine.packing
+    packing.check_model(list(model_config(job.model).architectures or []), rows)
     split = load_split(job.dataset)
     targets = label_targets(split.labels, job.dataset, model_labels(job.model))
     loaded = load_model(job.model)
-    batches = tokenize(
-        loaded.tokenizer, split.texts, job.batch, job.model.max_length, job.engine.buckets, job.dataset.order
-    ).to(device)
-    return loaded_split(split, batches, targets, loaded), loaded.model.to(device)
+    model, tokenizer, order = loaded.model, loaded.tokenizer, job.dataset.order
+    padded = tokenize(tokenizer, split.texts, job.batch, job.model.max_length, job.engine.buckets, order).to(device)
+    batches = padded
+    if rows is not None:
+        pack = (rows, packing.first_position(model.config))
+        batches = tokenize(tokenizer, split.texts, job.batch, job.model.max_length, order=order, packing=pack)
+        batches, model = batches.to(device), packing.PackedClassifier(model)
+    out = loaded_split(split, batches, targets, loaded)
+    out.padded = padded if rows is not None else None
+    return out, model.to(device)
 
 
 def loaded_split(split, batches, targets: list[int], loaded) -> Loaded:
@@ -188,15 +200,18 @@ def run_phases(job: JobConfig, device: torch.device, choice: MeterChoice, trace:
     ph.step("load")
     loaded, model = load(job, device)
     batches, reference, eager_ref = loaded.batches, None, None
+    # References run transformers' own model on padded batches (packed or not, the samples' order is one)
+    stock, stock_batches = (model.model, loaded.padded) if loaded.padded is not None else (model, batches)
     if me.fp32_reference and job.precision.name != "fp32":
         ph.step("fp32 reference (untimed)")
-        with stock_kernels(model):
-            reference = predict(make_forward(model, contextlib.nullcontext), batches).argmax(-1)
+        with stock_kernels(stock):
+            reference = predict(make_forward(stock, contextlib.nullcontext), stock_batches).argmax(-1)
     model = ph.apply_precision(model)
-    if job.engine.name != "eager" or job.model.attn_implementation in attention.NAMES:
+    stock = model.model if loaded.padded is not None else model
+    if job.engine.name != "eager" or job.model.attn_implementation in attention.NAMES or loaded.padded is not None:
         ph.step("eager reference (untimed)")
-        with stock_kernels(model):  # the engine and ela's kernels (if any) against transformers' eager
-            eager_ref = predict(make_forward(model, ph.amp), batches).argmax(-1)
+        with stock_kernels(stock):  # the engine, packing and ela's kernels (if any) against transformers' eager
+            eager_ref = predict(make_forward(stock, ph.amp), stock_batches).argmax(-1)
     ph.step(f"engine setup ({job.engine.name})")
     forward, setup_s, reuse = kept.build(job, model, ph.amp, batches, device, sync)
     ph.measure_idle()

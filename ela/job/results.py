@@ -43,6 +43,7 @@ class Loaded:
     model_source: str
     newly_initialized: list[str]
     attn_implementation: str
+    padded: Batches | None = None  # engine.packing: the same samples padded, for transformers' own references
 
 
 @dataclass

@@ -38,8 +38,8 @@ TRITON_WARPS: int | None = None  # None: 4 warps per program, 8 from S > 64 (ben
 
 def key_lengths(attention_mask: torch.Tensor | None = None, kv_length: int = 0, **_kwargs) -> torch.Tensor | None:
     """Transformers mask hook: the number of real (leading) tokens per sequence, int32 [B], or None."""
-    if attention_mask is None:
-        return None
+    if attention_mask is None or attention_mask.dim() == 4:  # 4D: packed rows' varlen offsets, passed as they are
+        return attention_mask
     return attention_mask[:, -kv_length:].sum(-1, dtype=torch.int32)
 
 
@@ -59,10 +59,14 @@ def _hook(name: str):
         b, h, s, d = query.shape
         # [B, H, S, D] -> [B*S, H, D] (eagerly a view of the projections' output): sequence i at rows i*S...
         q, k, v = (t.transpose(1, 2).reshape(b * s, h, d) for t in (query, key, value))
+        scale = d**-0.5 if scaling is None else scaling
+        if attention_mask is not None and attention_mask.dim() == 4:  # packed rows (packing.py): offsets / segments
+            kernel = PACKED if name == VARLEN else TRITON_PACKED
+            return KERNELS[kernel](q, k, v, attention_mask.reshape(-1), s, scale).view(b, s, h, d), None
         lengths = attention_mask
         if lengths is None:  # no padding anywhere
             lengths = torch.full((b,), s, dtype=torch.int32, device=q.device)
-        out = KERNELS[name](q, k, v, lengths, s, d**-0.5 if scaling is None else scaling)
+        out = KERNELS[name](q, k, v, lengths, s, scale)
         return out.view(b, s, h, d), None
 
     return attention
@@ -76,13 +80,28 @@ def flash_varlen(q, k, v, lengths: torch.Tensor, seq: int, scale: float) -> torc
     )[0]
 
 
+def flash_packed(q, k, v, offsets: torch.Tensor, seq: int, scale: float) -> torch.Tensor:
+    """FlashAttention-2 varlen forward on packed rows [B*S, H, D]: segment i is rows offsets[i]..offsets[i+1]."""
+    fa = torch.ops.aten._flash_attention_forward
+    return fa(q, k, v, offsets, offsets, seq, seq, 0.0, False, False, scale=scale)[0]
+
+
 def triton_short(q, k, v, lengths: torch.Tensor, seq: int, scale: float) -> torch.Tensor:
     """Ela's Triton kernel on [B*S, H, D]: segment i is rows i*S.., its first lengths[i] keys."""
     # through torch.ops (built by register()): dynamo sees one opaque op, not the Python that builds it
     return torch.ops.ela.padded_triton_attention(q, k, v, lengths, seq, scale)
 
 
-KERNELS = {VARLEN: flash_varlen, TRITON: triton_short}  # looked up per call: CPU tests swap in references
+def triton_packed(q, k, v, segments: torch.Tensor, seq: int, scale: float) -> torch.Tensor:
+    """Ela's Triton kernel on packed rows [B*S, H, D]: row i is rows i*S.., attention within each segment id."""
+    return torch.ops.ela.padded_triton_attention(q, k, v, segments, seq, scale, True)
+
+
+# On packed rows (engine.packing): padded_varlen runs FlashAttention varlen on the sequences' offsets (no
+# padding computed), padded_triton one program per row and head, masked by segment ids.
+PACKED, TRITON_PACKED = "packed_varlen", "packed_triton"
+# Looked up per call: CPU tests swap in references.
+KERNELS = {VARLEN: flash_varlen, TRITON: triton_short, PACKED: flash_packed, TRITON_PACKED: triton_packed}
 
 
 @functools.cache
@@ -93,18 +112,24 @@ def _triton_op():
 
     @triton.jit
     def ela_padded_attention(q_ptr, k_ptr, v_ptr, o_ptr, lens_ptr, qs0, qs1, qs2, ks0, ks1, ks2, vs0, vs1, vs2,
-                             os0, os1, os2, scale, S: tl.constexpr, BLOCK: tl.constexpr, D: tl.constexpr):  # fmt: skip
+                             os0, os1, os2, scale, S: tl.constexpr, BLOCK: tl.constexpr, D: tl.constexpr,
+                             PACKED: tl.constexpr):  # fmt: skip
         # Strides are arguments (any layout works, e.g. slices of a fused QKV output); Triton specialises 1s.
         seq, head = tl.program_id(0), tl.program_id(1)
-        n = tl.load(lens_ptr + seq)  # real keys in this sequence
         rows, cols = tl.arange(0, BLOCK), tl.arange(0, D)
         tok = (seq * S + rows)[:, None]
-        in_seq, real = (rows < S)[:, None], (rows < n)[:, None]
+        in_seq = (rows < S)[:, None]
+        if PACKED:  # a packed row (engine.packing): lens_ptr holds each token's segment, attention stays in it
+            segs = tl.load(lens_ptr + seq * S + rows, mask=rows < S, other=-1)
+            keep, real = segs[:, None] == segs[None, :], in_seq
+        else:
+            n = tl.load(lens_ptr + seq)  # real keys in this sequence
+            keep, real = (rows < n)[None, :], (rows < n)[:, None]
         q = tl.load(q_ptr + tok * qs0 + head * qs1 + cols[None, :] * qs2, mask=in_seq, other=0.0)
         k = tl.load(k_ptr + tok * ks0 + head * ks1 + cols[None, :] * ks2, mask=real, other=0.0)
         v = tl.load(v_ptr + tok * vs0 + head * vs1 + cols[None, :] * vs2, mask=real, other=0.0)
         scores = tl.dot(q, tl.trans(k)) * scale  # fp32 accumulation
-        scores = tl.where((rows < n)[None, :], scores, float("-inf"))
+        scores = tl.where(keep, scores, float("-inf"))
         p = tl.exp(scores - tl.max(scores, 1)[:, None])
         out = tl.dot(p.to(v.dtype), v) / tl.sum(p, 1)[:, None]  # P in half precision, as FlashAttention
         tl.store(o_ptr + tok * os0 + head * os1 + cols[None, :] * os2, out.to(o_ptr.dtype.element_ty), mask=in_seq)
@@ -115,19 +140,20 @@ def _triton_op():
     # freezing fuses Q/K/V, which forces three copies per layer).
     @torch.library.custom_op("ela::padded_triton_attention", mutates_args=(), tags=(torch.Tag.flexible_layout,))
     def op(
-        q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lengths: torch.Tensor, seq: int, scale: float
-    ) -> torch.Tensor:
-        out = fake(q, k, v, lengths, seq, scale)
+        q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lengths: torch.Tensor, seq: int, scale: float,
+        packed: bool = False,
+    ) -> torch.Tensor:  # fmt: skip
+        out = fake(q, k, v, lengths, seq, scale, packed)
         block = max(16, triton.next_power_of_2(seq))  # tl.dot needs tiles of 16+
         ela_padded_attention[(q.shape[0] // seq, q.shape[1])](
             q, k, v, out, lengths, *q.stride(), *k.stride(), *v.stride(), *out.stride(),
-            scale, seq, block, q.shape[2],
+            scale, seq, block, q.shape[2], packed,
             num_warps=TRITON_WARPS or (8 if block >= 128 else 4),
         )  # fmt: skip
         return out
 
     @op.register_fake
-    def fake(q, k, v, lengths, seq, scale):
+    def fake(q, k, v, lengths, seq, scale, packed=False):
         tokens, heads, dim = q.shape
         if seq > TRITON_MAX_LEN:
             raise ElaError(f"attn_implementation={TRITON} handles sequences up to {TRITON_MAX_LEN} tokens, got {seq}")

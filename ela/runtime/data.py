@@ -64,12 +64,17 @@ class Batches:
     @property
     def shapes(self) -> list[tuple[int, ...]]:
         """The distinct input shapes, each a graph or compiled kernel set for static-shape engines."""
-        return sorted({tuple(b["input_ids"].shape) for b in self.inputs})
+        return sorted({shape_key(b) for b in self.inputs})
 
     def to(self, device: torch.device) -> Batches:
         """Move every batch to the device once (host-to-device copies stay out of the timed loops)."""
         moved = [{k: v.to(device, non_blocking=True) for k, v in b.items()} for b in self.inputs]
         return Batches(moved, self.token_lengths, self.indices)
+
+
+def shape_key(inputs: dict[str, torch.Tensor]) -> tuple:
+    """A batch's shape as a static-shape engine sees it: every input's shape (packed batches have several)."""
+    return tuple((k, *v.shape) for k, v in inputs.items())
 
 
 def local_file(cfg: DatasetConfig) -> Path:
@@ -209,10 +214,12 @@ def tokenize(
     buckets: list[int] | None = None,
     order: str = "original",
     special_tokens: bool = True,
+    packing: tuple[int, int] | None = None,
 ) -> Batches:
     """Tokenize each text once, then batch in order (or by length), padding to the longest or a bucket.
 
     Padding goes on the tokenizer's side: right for classifiers, left for generation (prompts end together).
+    packing=(row tokens, first position id): each batch packed into rows instead (`ela.runtime.packing`).
     """
     enc = tokenizer(texts, truncation=True, max_length=max_length, add_special_tokens=special_tokens)
     lengths = [len(ids) for ids in enc["input_ids"]]
@@ -222,6 +229,12 @@ def tokenize(
     inputs = []
     for start in range(0, len(indices), batch):
         chunk = indices[start : start + batch]
+        if packing is not None:
+            from ela.runtime.packing import pack
+
+            ids = [enc["input_ids"][i] for i in chunk]
+            inputs.append(pack(ids, packing[0], tokenizer.pad_token_id, packing[1]))
+            continue
         target = bucket_for(max(lengths[i] for i in chunk), buckets, max_length)
         features = [{k: enc[k][i] for k in enc} for i in chunk]
         padded = tokenizer.pad(

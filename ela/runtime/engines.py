@@ -15,7 +15,7 @@ import torch
 
 from ela import ElaError, interrupt
 from ela.measure.loops import Forward, make_forward
-from ela.runtime.data import Batches
+from ela.runtime.data import Batches, shape_key
 
 if TYPE_CHECKING:  # config imports this module's choices: no import of config at run time
     from ela.config import EngineConfig
@@ -110,7 +110,7 @@ def one_per_shape(batches: Batches) -> list[dict[str, torch.Tensor]]:
     """One batch of each distinct input shape (what a static-shape engine prepares)."""
     seen: dict[tuple, dict[str, torch.Tensor]] = {}
     for inputs in batches.inputs:
-        seen.setdefault(tuple(inputs["input_ids"].shape), inputs)
+        seen.setdefault(shape_key(inputs), inputs)
     return list(seen.values())
 
 
@@ -130,10 +130,10 @@ def _cuda_graphs(model, autocast, batches: Batches, device: torch.device) -> For
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph, pool=pool), torch.inference_mode(), autocast():
             out = model(**static).logits
-        graphs[tuple(inputs["input_ids"].shape)] = (graph, static, out)
+        graphs[shape_key(inputs)] = (graph, static, out)
 
     def forward(inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-        graph, static, out = graphs[tuple(inputs["input_ids"].shape)]
+        graph, static, out = graphs[shape_key(inputs)]
         for k, v in inputs.items():
             static[k].copy_(v)
         graph.replay()

@@ -22,7 +22,7 @@ import torch
 
 from ela.measure.loops import Forward, make_forward
 from ela.runtime import engines
-from ela.runtime.data import Batches
+from ela.runtime.data import Batches, shape_key
 
 BUDGET_SHARE = 0.25  # kept weights may hold at most this share of the device's memory (or of host RAM)
 
@@ -78,11 +78,11 @@ def build(
         kept = _Kept(engines.compiled_module(engine, model), nbytes=nbytes, owner=job.run_name)
     forward = make_forward(kept.compiled, autocast)
     shapes = engines.one_per_shape(batches)
-    new = [s for s in shapes if tuple(s["input_ids"].shape) not in kept.shapes]
+    new = [s for s in shapes if shape_key(s) not in kept.shapes]
     engines.compile_shapes(forward, new, engine)
     sync()
     how = "fresh" if hit is None else f"kept(from {kept.owner}: {len(shapes) - len(new)} of {len(shapes)} shapes)"
-    kept.shapes.update(tuple(s["input_ids"].shape) for s in new)
+    kept.shapes.update(shape_key(s) for s in new)
     _KEPT[key] = kept  # only once compiled: a failed compile keeps nothing
     return forward, time.perf_counter() - t0, how
 

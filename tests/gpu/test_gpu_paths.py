@@ -73,6 +73,41 @@ def test_engines_agree_with_eager_on_the_card(small_model, sst2, name, mode):
     torch._dynamo.reset()
 
 
+@pytest.mark.parametrize("attn", ["sdpa", "padded_varlen", "padded_triton"])
+@pytest.mark.parametrize("mode", [None, "reduce-overhead"])
+def test_packed_rows_give_the_padded_models_predictions(small_model, sst2, attn, mode):
+    """engine.packing on the card: FlashAttention varlen over packed offsets (or sdpa's block mask),
+    eager and compiled with CUDA graphs, against transformers' own model on padded batches."""
+    from ela.config import EngineConfig, ModelConfig
+    from ela.measure.loops import make_forward, predict
+    from ela.runtime import packing
+    from ela.runtime.data import tokenize
+    from ela.runtime.models import load_model
+
+    texts = [line.split("\t")[0] for line in (sst2 / "dev.tsv").read_text().splitlines()[1:129]]
+    cfg = ModelConfig("small", str(small_model), None, 64, "sdpa", False)
+    stock = load_model(cfg)
+    tok, eager = stock.tokenizer, stock.model.to(DEVICE, torch.bfloat16)
+    want = predict(make_forward(eager, contextlib.nullcontext), tokenize(tok, texts, 32, 64).to(DEVICE))
+    model = packing.PackedClassifier(load_model(cfg.__class__(**{**cfg.__dict__, "attn_implementation": attn})).model)
+    model = model.to(DEVICE, torch.bfloat16)
+    batches = tokenize(tok, texts, 32, 64, packing=(64, packing.first_position(model.config))).to(DEVICE)
+    assert batches.padding_fraction < 0.2
+    engine = EngineConfig("compile" if mode else "eager", mode, None, True, False, packing=64)
+    forward, _ = build_engine(engine, model, batches)
+    got = predict(forward, batches)
+    assert (got.argmax(-1) == want.argmax(-1)).float().mean() >= 0.99
+    torch.testing.assert_close(got, want, atol=0.05, rtol=0.05)  # bf16 noise, not another function
+    torch._dynamo.reset()
+
+
+def build_engine(engine, model, batches):
+    """ela's engine build on the card, as a job calls it."""
+    from ela.runtime.engines import build
+
+    return build(engine, model, contextlib.nullcontext, batches, DEVICE, synchronizer(DEVICE))
+
+
 @pytest.mark.parametrize("name", ["padded_varlen", "padded_triton"])
 @pytest.mark.parametrize("seq", [32, 128])
 def test_ela_attention_kernels_give_masked_attention(name, seq):

@@ -1,0 +1,149 @@
+"""ela's best engines on the real SST-2 dev split against the real-token floor (GPU machine).
+
+Unlike engines.py (every sentence cut or padded to one length), every sentence keeps its own length, so
+padding is what each batching mode really costs. For each mode x batch, in one process:
+
+- ms/sample and J/sample from ela's energy windows (NVML counter over whole passes), dynamic J/sample
+  (minus idle power), padding fraction and distinct shapes of the batches;
+- setup s of the first build, and of a second build as a later job of a sweep makes it
+  (`ela.runtime.kept`: the compiled module kept, only unseen shapes compiled);
+- agreement of predictions with transformers' own eager model on padded batches, and the largest
+  logit difference;
+- peak GPU memory of the measured forward (torch.cuda.max_memory_allocated);
+- x floor: time per sample over the real-token floor, the FLOPs of the split's non-padding tokens (matmuls
+  and attention, engines.work per sentence) at the bf16 matmul rate measured in the same run.
+
+A mode is `<attention>/<batching>`: batching `pack<L>` (engine.packing=L), `buckets` (engine.buckets
+16/32/64/128) or `buckets-by_length` (the same, sentences sorted by length first). Rows go to --csv as
+they come, so a run cut off keeps them:
+
+    python benchmarks/real_data.py --model DIR --data DIR_WITH_dev.tsv --precision bf16_pure \
+        --rows padded_triton/buckets-by_length@1,64,256 padded_varlen/pack128@8,64,256,1024 [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+import yaml
+from engines import CONF, engine, measure, peak_rates, profile, work
+
+from ela.config import EngineConfig, ModelConfig, PrecisionConfig
+from ela.measure.loops import make_forward, predict
+from ela.measure.meters import WindowMeter
+from ela.measure.nvml import NvmlCounter, gpu_info
+from ela.runtime import kept, packing
+from ela.runtime.data import tokenize
+from ela.runtime.device import DTYPE, autocast, set_tf32, synchronizer
+from ela.runtime.models import apply_precision, load_model, stock_kernels
+
+BUCKETS = [16, 32, 64, 128]
+MAX_LENGTH = 128
+DEVICE = "cuda"  # (a CPU dry run of this script sets "cpu", with a fake meter in place of NVML)
+
+
+def engine_for(spec: str, batching: str) -> EngineConfig:
+    """The --engine spec with this mode's batching: packing rows, or buckets."""
+    base = engine(spec, MAX_LENGTH)
+    rows = int(batching.removeprefix("pack")) if batching.startswith("pack") else None
+    return EngineConfig(**{**base.__dict__, "buckets": None if rows else BUCKETS, "packing": rows})
+
+
+def main() -> None:
+    """One table row per mode x batch size; see the module docstring."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--precision", default="bf16_pure")
+    ap.add_argument("--engine", default="compile:reduce-overhead+freezing")
+    ap.add_argument("--rows", nargs="+", required=True, help="<attention>/<batching>@<batch>,<batch>...")
+    ap.add_argument("--window-s", type=float, default=2.0)
+    ap.add_argument("--windows", type=int, default=2)
+    ap.add_argument("--csv", default="real_data.csv")
+    ap.add_argument("--profile", action="store_true", help="also print GPU time by kernel kind (largest batch)")
+    a = ap.parse_args()
+
+    device = torch.device(DEVICE, 0)
+    sync = synchronizer(device)
+    gpu = gpu_info(device)
+    meter = WindowMeter(NvmlCounter(gpu.handle), sync)
+    flops_rate, _ = peak_rates(device)
+    torch.cuda.empty_cache()
+    from ela.measure.loops import idle_power
+
+    idle = idle_power(meter, 15.0, 3.0)
+    with open(Path(a.data) / "dev.tsv", encoding="utf-8", newline="") as f:
+        texts = [r["sentence"] for r in csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)]
+    p = PrecisionConfig(**yaml.safe_load((CONF / "precision" / f"{a.precision}.yaml").read_text()))
+    set_tf32(p.tf32)
+
+    def amp() -> object:
+        return autocast(p, device)
+
+    print(f"card: {gpu.name}, driver {gpu.driver}, torch {torch.__version__}, {a.precision}, engine {a.engine}")
+    print(f"measured: bf16 matmul {flops_rate / 1e12:.0f} TFLOP/s; idle {idle.power_w:.1f} W; {len(texts)} sentences")
+    print("| attention | batching | batch | ms/sample | J/sample | dynamic J/sample | padding | shapes | setup s "
+          "(first / reused) | agree eager (max logit diff) | peak MB | x real-token floor |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|", flush=True)
+    out = open(a.csv, "a", newline="")  # noqa: SIM115 - rows are flushed as they come
+    writer = csv.writer(out)
+    for row in a.rows:
+        mode, _, sizes = row.partition("@")
+        attn, batching = mode.split("/")
+        cfg = ModelConfig("local", a.model, None, MAX_LENGTH, attn, False)
+        loaded = load_model(cfg)
+        inner = apply_precision(loaded.model, DTYPE[p.weights_dtype], device)
+        order = "by_length" if batching.endswith("by_length") else "original"
+        for batch in map(int, sizes.split(",")):
+            eng = engine_for(a.engine, batching)
+            forward = None
+            try:
+                padded = tokenize(loaded.tokenizer, texts, batch, MAX_LENGTH, BUCKETS, order).to(device)
+                with stock_kernels(inner):
+                    want = predict(make_forward(inner, amp), padded)
+                pack = (eng.packing, packing.first_position(inner.config)) if eng.packing else None
+                batches = tokenize(loaded.tokenizer, texts, batch, MAX_LENGTH, eng.buckets, order, packing=pack)
+                batches = batches.to(device)
+                model = packing.PackedClassifier(inner) if eng.packing else inner
+                job = SimpleNamespace(model=cfg, precision=p, engine=eng, reuse_engines=True, run_name=f"b{batch}")
+                kept.clear()
+                torch.cuda.reset_peak_memory_stats(device)
+                forward, first_s, _ = kept.build(job, model, amp, batches, device, sync)
+                _, reused_s, how = kept.build(job, model, amp, batches, device, sync)
+                got = predict(forward, batches)
+                agree = float((got.argmax(-1) == want.argmax(-1)).float().mean())
+                dlogit = float((got - want).abs().max())
+                m = measure(forward, batches, meter, idle.power_w, a.window_s, a.windows)
+                peak_mb = torch.cuda.max_memory_allocated(device) / 2**20
+                real_flops = sum(work(inner, 1, n)[0] for n in batches.token_lengths) / batches.num_samples
+                floor_ms = 1000 * real_flops / flops_rate
+                print(
+                    f"| {attn} | {batching} | {batch} | {m['ms_per_sample']:.4f} | {m['j_per_sample']:.4f} | "
+                    f"{m['dynamic_j_per_sample']:.4f} | {100 * batches.padding_fraction:.1f}% | "
+                    f"{len(batches.shapes)} | {first_s:.1f} / {reused_s:.2f} | {agree:.4f} ({dlogit:.3f}) | "
+                    f"{peak_mb:.0f} | {m['ms_per_sample'] / floor_ms:.2f} |",
+                    flush=True,
+                )
+                card = [gpu.name, gpu.driver, torch.__version__, time.strftime("%Y-%m-%d"), a.precision, a.engine]
+                shape = [attn, batching, batch, *m.values(), batches.padding_fraction, len(batches.shapes)]
+                writer.writerow([*card, *shape, first_s, reused_s, how, agree, dlogit, peak_mb, floor_ms])
+                out.flush()
+                if a.profile:
+                    big = max(batches.inputs, key=lambda b: b["input_ids"].numel())
+                    print(f"profile {attn}/{batching} b{batch}: {profile(forward, big)}", flush=True)
+            except Exception as err:  # noqa: BLE001 - a failing row (out of memory, say) is a row, not the end
+                print(f"| {attn} | {batching} | {batch} | FAILED: {type(err).__name__}: {str(err)[:300]} |", flush=True)
+            del forward
+            kept.clear()
+            torch.cuda.empty_cache()
+        del inner, loaded
+    print(f"real-token floor per sample: FLOPs of the non-padding tokens / {flops_rate / 1e12:.0f} TFLOP/s")
+
+
+if __name__ == "__main__":
+    main()
