@@ -12,9 +12,9 @@ to the model's own head. Shapes stay few and static: SST-2 dev at batch 64, L=12
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
-from transformers.modeling_outputs import SequenceClassifierOutput
 
 from ela import ElaError
 
@@ -135,6 +135,16 @@ def first_position(config) -> int:
     return config.pad_token_id + 1 if family == "roberta" else 0
 
 
+class PackedOutput(NamedTuple):
+    """What the packed classifier returns: `.logits`, as transformers' outputs have it.
+
+    A tuple, not transformers' class: the config checks above import this module, and transformers costs
+    ~1.4 s to import.
+    """
+
+    logits: torch.Tensor  # [sequences, labels], in batch order
+
+
 class PackedClassifier(torch.nn.Module):
     """A sequence classifier that takes packed rows and returns one row of logits per sequence."""
 
@@ -152,7 +162,7 @@ class PackedClassifier(torch.nn.Module):
         """Switch the wrapped model's attention (as transformers' models do)."""
         self.model.set_attn_implementation(name)
 
-    def forward(self, input_ids, position_ids, segment_ids, first_token, offsets) -> SequenceClassifierOutput:
+    def forward(self, input_ids, position_ids, segment_ids, first_token, offsets) -> PackedOutput:
         """Encode the rows with attention inside each sequence, then the head on each first token."""
         mask = self._mask(segment_ids, offsets)
         encoder = getattr(self.model, self.family)
@@ -162,7 +172,7 @@ class PackedClassifier(torch.nn.Module):
             logits = self.model.classifier(self.model.dropout(encoder.pooler(first)))
         else:
             logits = self.model.classifier(first)
-        return SequenceClassifierOutput(logits=logits)
+        return PackedOutput(logits)
 
     def _mask(self, segments: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
         attn = self.model.config._attn_implementation
