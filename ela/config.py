@@ -113,7 +113,7 @@ class EngineConfig:
 
     name: str
     compile_mode: str | None
-    buckets: list[int] | None
+    buckets: list[int] | int | None  # padded lengths, or a step (8: multiples of 8)
     fullgraph: bool
     freezing: bool
     coordinate_descent: bool = False  # inductor tunes each kernel's launch config (longer setup)
@@ -127,8 +127,10 @@ class EngineConfig:
             self.compile_mode,
             " | ".join(COMPILE_MODES) + " (required with engine=compile)",
         )
-        ok = self.buckets is None or (bool(self.buckets) and all(isinstance(b, int) and b > 0 for b in self.buckets))
-        _check(ok, "engine.buckets", self.buckets, "null or a list of positive sequence lengths such as [16,32,64,128]")
+        b = self.buckets
+        step = isinstance(b, int) and not isinstance(b, bool) and b > 0
+        ok = b is None or step or (isinstance(b, list) and bool(b) and all(isinstance(x, int) and x > 0 for x in b))
+        _check(ok, "engine.buckets", b, "null, a list of positive lengths such as [16,32,64,128], or a step (8)")
         _flag("engine.fullgraph", self.fullgraph)
         _flag("engine.freezing", self.freezing)
         _flag("engine.coordinate_descent", self.coordinate_descent)

@@ -73,6 +73,7 @@ def test_local_paths_from_environment(monkeypatch):
         (["engine=compile", "engine.compile_mode=null"], "engine.compile_mode=None"),
         (["engine=compile", "engine.compile_mode=fast"], "engine.compile_mode='fast'"),
         (["engine.buckets=[0,16]"], "engine.buckets"),
+        (["engine.buckets=0"], "engine.buckets"),
         (["dataset.order=random"], "dataset.order='random'"),
         (["gpus=some"], "gpus='some'"),
         (["model.attn_implementation=flash"], "model.attn_implementation='flash'"),

@@ -21,6 +21,7 @@ def test_bucket_choice():
     assert bucket_for(17, [64, 16, 32], 128) == 32  # unsorted buckets are fine
     assert bucket_for(100, [16, 32, 64], 128) == 128  # longer than every bucket: max_length
     assert bucket_for(10, None, 128) is None  # no buckets: pad to the batch's longest
+    assert [bucket_for(n, 8, 60) for n in (1, 8, 9, 57, 60)] == [8, 8, 16, 60, 60]  # a step, up to max_length
 
 
 def test_buckets_padding_fraction_and_length_order():
@@ -31,9 +32,10 @@ def test_buckets_padding_fraction_and_length_order():
     assert dynamic.padding_fraction == pytest.approx(1 - 23 / 32)
     bucketed = tokenize(tok, texts, batch=2, max_length=64, buckets=[8, 16])
     assert [tuple(b["input_ids"].shape) for b in bucketed.inputs] == [(2, 16), (2, 8)]
-    assert [s[0][1:] for s in bucketed.shapes] == [(2, 8), (2, 16)] and bucketed.padding_fraction == pytest.approx(
-        1 - 23 / 48
-    )
+    assert [s[0][1:] for s in bucketed.shapes] == [(2, 8), (2, 16)]
+    assert bucketed.padding_fraction == pytest.approx(1 - 23 / 48)
+    stepped = tokenize(tok, texts, batch=2, max_length=64, buckets=4)  # engine.buckets=4: multiples of 4
+    assert [tuple(b["input_ids"].shape) for b in stepped.inputs] == [(2, 12), (2, 8)]
     by_length = tokenize(tok, texts, batch=2, max_length=64, order="by_length")
     assert by_length.indices == [1, 2, 3, 0] and by_length.token_lengths == [3, 4, 6, 10]
     assert by_length.padding_fraction < dynamic.padding_fraction  # sorting removes padding

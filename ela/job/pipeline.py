@@ -62,7 +62,8 @@ def preflight(job: JobConfig, device_type: str) -> None:
 
 
 def _longest(job: JobConfig) -> int:
-    return max([job.model.max_length, *(job.engine.buckets or [])])  # the longest padded batch possible
+    buckets = job.engine.buckets if isinstance(job.engine.buckets, list) else []  # a step stops at max_length
+    return max([job.model.max_length, *buckets])  # the longest padded batch possible
 
 
 def measure_job(job: JobConfig, job_dir: Path, progress=None) -> JobOutcome:

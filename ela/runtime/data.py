@@ -199,10 +199,15 @@ def label_targets(labels: list[int | str], cfg: DatasetConfig, id2label: dict[in
     return out
 
 
-def bucket_for(longest: int, buckets: list[int] | None, max_length: int) -> int | None:
-    """The padded length of a batch: the smallest bucket that fits, else max_length; None = its longest."""
+def bucket_for(longest: int, buckets: list[int] | int | None, max_length: int) -> int | None:
+    """The padded length of a batch: the smallest bucket that fits, else max_length; None = its longest.
+
+    An int is a step: the next multiple of it (e.g. 8: lengths 8, 16, 24, ...), at most max_length.
+    """
     if not buckets:
         return None
+    if isinstance(buckets, int):
+        return min(-(-longest // buckets) * buckets, max(max_length, longest))
     return next((b for b in sorted(buckets) if b >= longest), max(max_length, longest))
 
 
@@ -211,7 +216,7 @@ def tokenize(
     texts: list[str],
     batch: int,
     max_length: int,
-    buckets: list[int] | None = None,
+    buckets: list[int] | int | None = None,
     order: str = "original",
     special_tokens: bool = True,
     packing: tuple[int, int] | None = None,
