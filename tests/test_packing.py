@@ -129,6 +129,7 @@ def test_a_packed_job_on_the_full_split_keeps_accuracy_and_agrees_with_eager(tmp
     assert m["accuracy"] == pytest.approx(784 / 872) and m["agreement_with_eager"] == 1.0
     assert m["padding_fraction"] < 0.1 and m["distinct_shapes"] <= 8
     assert out.files["predictions.csv"].count("\n") == 873  # every sample, mapped back to its row
+    assert out.tags["ela.engine"] == "eager(packing=64)"
 
 
 @pytest.mark.parametrize(

@@ -209,11 +209,12 @@ def _files(job: JobConfig, raw: Raw) -> dict[str, str | bytes]:
 
 
 def engine_label(engine: EngineConfig) -> str:
-    """e.g. `eager`, `compile(reduce-overhead)`, `compile(max-autotune,freezing)`."""
+    """e.g. `eager`, `eager(packing=128)`, `compile(reduce-overhead)`, `compile(max-autotune,freezing)`."""
+    packed = f"packing={engine.packing}" if engine.packing else ""
     if engine.name != "compile":
-        return engine.name
+        return f"{engine.name}({packed})" if packed else engine.name
     extras = ",freezing" * engine.freezing + ",coordinate-descent" * engine.coordinate_descent
-    return f"compile({engine.compile_mode}{extras})"
+    return f"compile({engine.compile_mode}{extras}{',' * bool(packed)}{packed})"
 
 
 def _csv(df: pd.DataFrame) -> str:
