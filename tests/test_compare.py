@@ -82,3 +82,9 @@ def test_interleave_puts_the_repetition_outermost_and_shuffles_reproducibly():
     assert sorted(map(tuple, shuffled)) == sorted(map(tuple, jobs)) and shuffled != ordered
     assert [j[2] for j in shuffled] == [j[2] for j in ordered]
     assert interleave([["batch=1"], ["batch=8"]], "seed", False, 0) == [["batch=1"], ["batch=8"]]
+
+
+def test_a_null_or_int_param_reads_as_typed_on_the_command_line():
+    # engine.packing=null,128: MLflow hands back None and 128, which pandas keeps as NaN and 128.0
+    g = grid().iloc[:2].assign(**{"params.engine.packing": [float("nan"), 128.0]}, **{"params.precision.name": "bf16"})
+    assert list(labels(g)) == ["bf16-b64-compile-packing=null", "bf16-b64-compile-packing=128"]

@@ -42,8 +42,15 @@ def varying(configs: pd.DataFrame) -> list[str]:
     return [c for c in param_columns(configs) if as_text(configs[c]).nunique(dropna=False) > 1]
 
 
+def _value(value: object) -> str:
+    """A param as typed on the command line: null for a missing one, 128 (not 128.0) in a column pandas made float."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "null"
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+
+
 def _piece(column: str, value: object, short: bool) -> str:
-    key = column.removeprefix("params.")
+    key, value = column.removeprefix("params."), _value(value)
     if column == "params.precision.name":
         return str(value)
     if column == "params.batch":
