@@ -22,6 +22,7 @@ AVG_POWER, IDLE_POWER, WINDOWS = "avg_power_w", "idle_power_w", "energy_windows"
 EMISSIONS_G, CODECARBON_KWH = "emissions_g", "codecarbon_energy_kwh"
 EMISSIONS, ENERGY_PER_CORRECT = "emissions_mg_per_sample", "energy_per_correct_j"
 SPEEDUP, ENERGY_SAVING = "speedup_vs_fp32", "energy_saving_vs_fp32"
+SPEEDUP_VS_CI = "speedup_vs_fp32_vs_ci"  # faster | slower | within CI: the cost CIs of config and fp32 apart or not
 GEN_AGREE_FP32, GEN_PREFIX_FP32 = "generation_agreement_with_fp32", "generation_common_prefix_fp32"
 GEN_AGREE_EAGER = "generation_agreement_with_eager"
 TTFT_P50, TTFT_P90, TTFT_P99 = "ttft_ms_p50", "ttft_ms_p90", "ttft_ms_p99"
@@ -231,7 +232,7 @@ DERIVED = (  # computed per run by ela.analyze from the metrics above
         (SPEEDUP, ENERGY_SAVING),
         "ratio, fraction",
         "fp32 cost / this cost, and 1 − this energy / fp32 energy, against the fp32 configuration with every other "
-        "varying param equal",
+        f"varying param equal; {SPEEDUP_VS_CI}: whether the two cost CIs overlap (then no direction is claimed)",
     ),
 )
 METRIC_NAMES = frozenset(n for m in (*JOB, *GENERATION, *SWEEP) for n in m.all_names()) | {

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ela.schema import SPEEDUP_VS_CI
 from ela.tracking.identity import BOOKKEEPING
 
 HASH = "tags.ela.config_hash"
@@ -111,6 +112,14 @@ def relative_to_fp32(configs: pd.DataFrame, cost: str, energy: str) -> pd.DataFr
             continue
         ref = dict(zip(key[is_fp32], c.loc[is_fp32, col], strict=True))
         c[name] = [fn(ref[k], v) if k in ref else np.nan for k, v in zip(key, c[col], strict=True)]
+    lo, hi = f"{cost}_lo", f"{cost}_hi"
+    if lo in c and hi in c and is_fp32.any():  # a speed-up whose CIs overlap fp32's has no direction to claim
+        ref_lo, ref_hi = (dict(zip(key[is_fp32], c.loc[is_fp32, col], strict=True)) for col in (lo, hi))
+        c[SPEEDUP_VS_CI] = [
+            "" if ref or k not in ref_lo or np.isnan(a) or np.isnan(ref_lo[k])  # fp32 itself: the reference
+            else "faster" if b < ref_lo[k] else "slower" if a > ref_hi[k] else "within CI"
+            for k, a, b, ref in zip(key, c[lo], c[hi], is_fp32, strict=True)
+        ]  # fmt: skip
     return c
 
 

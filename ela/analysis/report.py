@@ -57,6 +57,8 @@ def summary_frame(a: Analysis) -> pd.DataFrame:
                 row[header] = "-"
                 continue
             text = fmt.format(r[col])
+            if col == s.SPEEDUP and r.get(s.SPEEDUP_VS_CI) == "within CI":
+                text += " (within CI)"  # the cost CIs overlap fp32's: no direction is claimed
             ci = r.get(f"{col}_ci")
             row[header] = f"{text} ±{fmt.format(ci)}" if "±" in header and pd.notna(ci) else text
         rows.append(row)
