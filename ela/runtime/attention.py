@@ -11,6 +11,10 @@ sequence's number of real keys, which needs right padding (real tokens first):
 - `padded_triton`: ela's Triton kernel, one program per (sequence, head) holding the whole S x S
   score tile, for S <= 128, where FlashAttention's 128-row tiles are mostly padding.
 
+On packed rows (`engine.packing`, ela.runtime.packing) the hook gets a 4D tensor instead of a mask:
+`padded_varlen` runs FlashAttention varlen over every sequence's offsets, `padded_triton` one program
+per row and head masked by each token's segment id.
+
 Both need a CUDA GPU (sm_80+) and fp16/bf16 activations; `check` refuses anything else before a job
 starts, and the model's predictions are compared with eager transformers' (`agreement_with_eager`).
 """
@@ -38,7 +42,7 @@ TRITON_WARPS: int | None = None  # None: 4 warps per program, 8 from S > 64 (ben
 
 def key_lengths(attention_mask: torch.Tensor | None = None, kv_length: int = 0, **_kwargs) -> torch.Tensor | None:
     """Transformers mask hook: the number of real (leading) tokens per sequence, int32 [B], or None."""
-    if attention_mask is None or attention_mask.dim() == 4:  # 4D: packed rows' varlen offsets, passed as they are
+    if attention_mask is None or attention_mask.dim() == 4:  # 4D: packed rows' offsets or segment ids, as they are
         return attention_mask
     return attention_mask[:, -kv_length:].sum(-1, dtype=torch.int32)
 
