@@ -34,7 +34,7 @@ import yaml
 from engines import CONF, engine, measure, peak_rates, profile, work
 
 from ela.config import EngineConfig, ModelConfig, PrecisionConfig
-from ela.measure.loops import make_forward, predict
+from ela.measure.loops import idle_power, make_forward, predict
 from ela.measure.meters import WindowMeter
 from ela.measure.nvml import NvmlCounter, gpu_info
 from ela.runtime import kept, packing
@@ -74,8 +74,6 @@ def main() -> None:
     meter = WindowMeter(NvmlCounter(gpu.handle), sync)
     flops_rate, _ = peak_rates(device)
     torch.cuda.empty_cache()
-    from ela.measure.loops import idle_power
-
     idle = idle_power(meter, 15.0, 3.0)
     with open(Path(a.data) / "dev.tsv", encoding="utf-8", newline="") as f:
         texts = [r["sentence"] for r in csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)]

@@ -129,10 +129,14 @@ def pack(ids: list[list[int]], row_tokens: int, pad_id: int, first_position: int
     }
 
 
+def family_of(config) -> str:
+    """`bert` or `roberta`: how the checkpoint's head reads a sequence's first token (check_model ran before)."""
+    return next(FAMILIES[a] for a in config.architectures if a in FAMILIES)
+
+
 def first_position(config) -> int:
     """The position id of a sequence's first token: RoBERTa counts from padding_idx + 1, BERT from 0."""
-    family = next(FAMILIES[a] for a in config.architectures if a in FAMILIES)
-    return config.pad_token_id + 1 if family == "roberta" else 0
+    return config.pad_token_id + 1 if family_of(config) == "roberta" else 0
 
 
 class PackedOutput(NamedTuple):
@@ -151,7 +155,7 @@ class PackedClassifier(torch.nn.Module):
     def __init__(self, model: torch.nn.Module) -> None:
         super().__init__()
         self.model = model
-        self.family = next(FAMILIES[a] for a in model.config.architectures if a in FAMILIES)
+        self.family = family_of(model.config)
 
     @property
     def config(self):
@@ -182,7 +186,7 @@ class PackedClassifier(torch.nn.Module):
         if attn == "padded_triton":
             return segments.view(segments.shape[0], 1, 1, -1)
         # Padding attends to padding of its row (never to a sequence): no row of the mask is empty.
-        same = (segments[:, None, :, None] == segments[:, None, None, :]).expand(-1, 1, -1, -1)
+        same = segments[:, None, :, None] == segments[:, None, None, :]  # [rows, 1, L, L]
         if attn == "sdpa":
             return same
         dtype = self.model.get_input_embeddings().weight.dtype  # eager adds the mask to its scores
