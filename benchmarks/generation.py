@@ -8,7 +8,8 @@ Random-weight shapes (make_lm.py --kind shape) are timed with `task.scoring=none
 reported for them. `--quality DIR` adds the tiny LM's next-token-choice accuracy on the whole dev split.
 
     python benchmarks/generation.py --models /tmp/models/llama-3.2-1b --data DIR_WITH_dev.tsv \
-        [--precisions fp32,bf16,bf16_pure] [--batches 1,8,64] [--engines eager,compile,cudagraph] [--quality DIR]
+        [--precisions fp32,bf16,bf16_pure] [--batches 1,8,64] [--engines eager,compile,cudagraph] \
+        [--attention sdpa,sdpa_grouped] [--quality DIR]
 
 Engines: eager is transformers' `generate`; compile (reduce-overhead here) and cudagraph are ela's own
 decoding loop over a static KV cache (`ela/runtime/decode.py`), no synchronisation between steps.
@@ -17,6 +18,7 @@ decoding loop over a static KV cache (`ela/runtime/decode.py`), no synchronisati
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import time
 from pathlib import Path
@@ -68,22 +70,33 @@ def job(overrides: list[str]) -> dict:
     return {**out.metrics, **out.tags}
 
 
-def hand_loop(model_dir: str, batch: int, new_tokens: int, reps: int = 10) -> tuple[float, float]:
-    """A cross-check of ela's per-step CUDA events: bf16 weights, ela's cudagraph decoder timed from outside.
+def hand_loop(
+    model_dir: str, batch: int, new_tokens: int, precision: str = "bf16_pure", compiled: bool = False,
+    attn: str = "sdpa", reps: int = 10,
+) -> tuple[float, float]:  # fmt: skip
+    """A cross-check of ela's per-step CUDA events: ela's captured decoder (compiled or not) timed from outside.
 
-    Whole generations and prefills of random prompts (BUCKET tokens) timed with perf_counter around `reps`
-    back-to-back calls, synchronised only at the ends; returns (ms per decode step, ms per prefill).
+    bf16_pure: bf16 weights; bf16: fp32 weights under bf16 autocast. Whole generations and prefills of
+    random prompts (BUCKET tokens) timed with perf_counter around `reps` back-to-back calls, synchronised
+    only at the ends; returns (ms per decode step, ms per prefill).
     """
     import contextlib
 
     from transformers import AutoModelForCausalLM
 
+    from ela.runtime import attention
     from ela.runtime.decode import StaticDecoder
 
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.bfloat16).cuda().eval()
+    if attn in attention.NAMES:
+        attention.register(attn)
+    weights = torch.bfloat16 if precision == "bf16_pure" else torch.float32
+    autocast = (lambda: torch.autocast("cuda", torch.bfloat16)) if precision == "bf16" else contextlib.nullcontext
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=weights, attn_implementation=attn)
+    model = model.cuda().eval()
     ids = torch.randint(100, model.config.vocab_size, (batch, BUCKET), device="cuda")
     inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
-    decoder = StaticDecoder(model, contextlib.nullcontext, new_tokens, None, capture=True)
+    compile = {"fullgraph": True, "mode": None} if compiled else None
+    decoder = StaticDecoder(model, autocast, new_tokens, None, compile=compile, capture=True)
     decoder.prepare(inputs)
 
     def timed(fn) -> float:
@@ -108,10 +121,15 @@ def main() -> None:
     ap.add_argument("--precisions", default="fp32,bf16,bf16_pure")
     ap.add_argument("--batches", default="1,8,64")
     ap.add_argument("--engines", default="eager,compile,cudagraph")
+    ap.add_argument("--attention", default="sdpa", help="model.attn_implementation values, e.g. sdpa,sdpa_grouped")
     ap.add_argument("--new-tokens", type=int, default=64)
     ap.add_argument("--window-s", type=float, default=2.0)
     ap.add_argument("--quality", help="the tiny LM's folder: its accuracy by precision on the whole dev split")
+    ap.add_argument(
+        "--set", nargs="*", default=[], help="more overrides for every row, e.g. engine.coordinate_descent=true"
+    )
     ap.add_argument("--hand", action="store_true", help="first, a hand-timed decode per model and batch (bf16)")
+    ap.add_argument("--hand-after", action="store_true", help="after each compile row, its decoder timed by hand")
     args = ap.parse_args()
     bw = copy_bandwidth()
     print(f"device: {torch.cuda.get_device_name()}, torch {torch.__version__}, copy bandwidth {bw / 1e12:.2f} TB/s")
@@ -119,7 +137,7 @@ def main() -> None:
         "task=generation", "model=local", f"dataset.path={args.data}", f"engine.buckets=[{BUCKET}]",
         f"model.max_length={BUCKET}",
         f"measure.min_window_s={args.window_s}", "measure.repeats=2", "measure.warmup_batches=0",
-        "measure.idle_window_s=2", "measure.idle_max_settle_s=3", "codecarbon.enabled=false",
+        "measure.idle_window_s=2", "measure.idle_max_settle_s=3", "codecarbon.enabled=false", *args.set,
     ]  # fmt: skip
     if args.hand:
         print("\n| hand loop (bf16 weights, cudagraph decoder, timed from outside) | batch | ms/step | prefill ms |")
@@ -137,31 +155,38 @@ def main() -> None:
     print("\n| shape (random weights) | config | TTFT p50 ms | TPOT p50 ms | floor ms | TPOT/floor | tokens/s "
           "| J/output token | J/prompt token | setup s | same output as eager | verdict |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
-    for model in args.models.split(","):
-        for engine in args.engines.split(","):
-            for p in args.precisions.split(","):
-                for b in map(int, args.batches.split(",")):
-                    extra = ["engine.compile_mode=reduce-overhead"] if engine == "compile" else []
-                    overrides = [
-                        *common, *extra, f"model.path={model}", f"precision={p}", f"batch={b}", f"engine={engine}",
-                        f"dataset.limit={max(4, 2 * b)}", f"task.max_new_tokens={args.new_tokens}",
-                        "task.scoring=none", "measure.fp32_reference=false",
-                    ]  # fmt: skip
-                    try:
-                        m = job(overrides)
-                    except Exception as err:  # noqa: BLE001 (a row says why, the table goes on)
-                        print(f"| {Path(model).name} | {p}-b{b}-{engine} | FAILED: {type(err).__name__}: {err} |")
-                        continue
-                    floor = 1000 * step_bytes(model, p, b, BUCKET + args.new_tokens) / bw
-                    print(
-                        f"| {Path(model).name} | {p}-b{b}-{engine} | {m['ttft_ms_p50']:.1f} | {m['tpot_ms_p50']:.2f} "
-                        f"| {floor:.2f} | {m['tpot_ms_p50'] / floor:.1f}x | {m['output_tokens_per_s']:.0f} "
-                        f"| {m.get('energy_j_per_output_token', float('nan')):.4f} "
-                        f"| {m.get('prefill_energy_j_per_prompt_token', float('nan')):.5f} "
-                        f"| {m['engine_setup_s']:.1f} | {m.get('generation_agreement_with_eager', float('nan')):.3f} "
-                        f"| {m['ela.verdict']} |",
-                        flush=True,
-                    )
+    axes = [args.models, args.engines, args.attention, args.precisions, args.batches]
+    for model, engine, attn, p, batch in itertools.product(*(a.split(",") for a in axes)):
+        b = int(batch)
+        extra = ["engine.compile_mode=reduce-overhead"] if engine == "compile" else []
+        overrides = [
+            *common, *extra, f"model.path={model}", f"precision={p}", f"batch={b}", f"engine={engine}",
+            f"dataset.limit={max(4, 2 * b)}", f"task.max_new_tokens={args.new_tokens}",
+            "task.scoring=none", "measure.fp32_reference=false", f"model.attn_implementation={attn}",
+        ]  # fmt: skip
+        label = f"{p}-b{b}-{engine}" + ("" if attn == "sdpa" else f"-{attn}")
+        try:
+            m = job(overrides)
+        except Exception as err:  # noqa: BLE001 (a row says why, the table goes on)
+            print(f"| {Path(model).name} | {label} | FAILED: {type(err).__name__}: {err} |")
+            continue
+        floor = 1000 * step_bytes(model, p, b, BUCKET + args.new_tokens) / bw
+        print(
+            f"| {Path(model).name} | {label} | {m['ttft_ms_p50']:.1f} | {m['tpot_ms_p50']:.2f} "
+            f"| {floor:.2f} | {m['tpot_ms_p50'] / floor:.1f}x | {m['output_tokens_per_s']:.0f} "
+            f"| {m.get('energy_j_per_output_token', float('nan')):.4f} "
+            f"| {m.get('prefill_energy_j_per_prompt_token', float('nan')):.5f} "
+            f"| {m['engine_setup_s']:.1f} | {m.get('generation_agreement_with_eager', float('nan')):.3f} "
+            f"| {m['ela.verdict']} |",
+            flush=True,
+        )
+        if args.hand_after and engine == "compile":
+            try:
+                step, pre = hand_loop(model, b, args.new_tokens, p, compiled=True, attn=attn)
+            except Exception as err:  # noqa: BLE001
+                print(f"| {Path(model).name} | {label}, hand-timed | FAILED: {type(err).__name__}: {err} |")
+                continue
+            print(f"| {Path(model).name} | {label}, hand-timed | | {step:.2f} | | | | | | (prefill {pre:.2f} ms) | |")
 
 
 if __name__ == "__main__":

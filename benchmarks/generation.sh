@@ -18,7 +18,7 @@ ro=(--engines compile --precisions bf16_pure)
 case $part in
 1) run --models "$tiny" --precisions bf16_pure,fp32 --batches 8 --engines compile | tee "$out/tiny.md"
    run --models /tmp/models/llama-3.2-1b "${ro[@]}" --batches 1,8,64 | tee "$out/llama1b.md"
-   TORCHINDUCTOR_COORDINATE_DESCENT_TUNING=1 run --models /tmp/models/llama-3.2-1b "${ro[@]}" --batches 1,64 \
+   run --models /tmp/models/llama-3.2-1b "${ro[@]}" --batches 1,64 --set engine.coordinate_descent=true \
        | tee "$out/llama1b_coordinate_descent.md" ;;
 2) run --models /tmp/models/qwen2.5-0.5b --precisions bf16_pure --batches 1,8,64 --engines eager,compile \
        | tee "$out/qwen.md"

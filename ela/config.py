@@ -219,7 +219,7 @@ class JobConfig:
             from ela.runtime import attention, generation
 
             generation.check(self.engine, self.task)
-            if self.model.attn_implementation in attention.NAMES:
+            if self.model.attn_implementation in attention.PADDED:
                 raise ElaError(
                     f"model.attn_implementation={self.model.attn_implementation} needs right padding; "
                     "task=generation pads prompts on the left: use model.attn_implementation=sdpa"

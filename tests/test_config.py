@@ -1,7 +1,7 @@
 """Config composition (Hydra compose API) and validation errors that name the bad key."""
 
 import pytest
-from conftest import LOCAL, REPO
+from conftest import LOCAL, REPO, SST2
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
@@ -34,6 +34,12 @@ def test_every_precision_composes(name):
     pure = name.endswith("_pure")
     assert (job.precision.autocast_dtype is None) == (pure or name in ("fp32", "tf32"))
     assert (job.precision.weights_dtype != "float32") == pure
+
+
+@pytest.mark.parametrize("model", ["qwen2_5_0_5b_instruct", "smollm2_360m_instruct", "llama_3_2_1b_instruct"])
+def test_the_decoder_presets_decode_with_grouped_attention(model):
+    job = validate(composed("task=generation", f"model={model}", f"dataset.path={SST2}"))
+    assert job.model.attn_implementation == "sdpa_grouped" and job.model.path.count("/") == 1  # a Hub ID
 
 
 def test_known_grids_and_regions_pass():

@@ -7,7 +7,7 @@ import csv
 import io
 
 import pytest
-from conftest import FAKE_GPU, PARENT, SHARED, SST2, all_runs, client, measure, run_ela
+from conftest import FAKE_GPU, PARENT, SHARED, SST2, all_runs, client, compose_job, measure, run_ela
 
 from ela import ElaError
 from ela.measure.metrics import generation_metrics, reference_metrics, sequence_agreement
@@ -141,8 +141,6 @@ def test_bad_generation_input_is_refused_before_the_weights_load(tmp_path, monke
 
 
 def test_max_new_tokens_below_one_is_refused_when_composed():
-    from conftest import compose_job
-
     with pytest.raises(ElaError, match="task.max_new_tokens"):
         compose_job(*GEN, "task.max_new_tokens=0")
     with pytest.raises(ElaError, match=r"task.prompt.*\{text\}"):
@@ -185,7 +183,6 @@ def test_elas_decoding_loop_matches_generate_with_left_padding_and_eos_suppresse
     """The static-cache loop (traced by dynamo, no inductor: fast) gives generate's greedy tokens exactly:
     left-padded prompts of different lengths, each alone or in one batch, EOS suppressed as min_new_tokens."""
     import torch
-    from conftest import compose_job
     from transformers import AutoModelForCausalLM, GenerationConfig
 
     from ela.runtime.data import tokenize
@@ -223,7 +220,6 @@ def test_static_cache_under_bf16_autocast_holds_fp32_keys_and_bf16_values():
     """Under autocast RoPE leaves keys in fp32 while values are bf16: the cache holds each in its own dtype
     (transformers 5.17 allocated both as the keys' and failed), and decodes as generate does."""
     import torch
-    from conftest import compose_job
     from transformers import AutoModelForCausalLM, GenerationConfig
 
     from ela.runtime.data import tokenize
@@ -260,7 +256,6 @@ def test_compiled_decoding_with_a_static_cache_matches_eager(tmp_path):
 
 def test_the_checkpoints_generation_settings_play_no_part():
     """generate fills unset fields from generation_config.json: ela replaces it, and says what it dropped."""
-    from conftest import compose_job
     from transformers import AutoModelForCausalLM
 
     from ela.runtime import generation
@@ -308,3 +303,72 @@ def test_an_encoder_and_a_decoder_on_one_split_compare_in_one_analysis(sweep, tm
     assert {c["params.task.name"] for c in configs} == {"classification", "generation"}
     assert len({c["config"] for c in configs}) == 5  # labels tell the encoder from the decoder
     assert "Sweeps analysed together" in proc.stdout and "the fp32 accuracy of the same model and task" in proc.stdout
+
+
+def _gqa_lm(out) -> str:
+    """A random Llama with grouped-query attention (4 query heads on 2 key/value heads), the tiny LM's tokenizer."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    tok = AutoTokenizer.from_pretrained(LM)
+    torch.manual_seed(0)
+    ids = {k: getattr(tok, k) for k in ("pad_token_id", "bos_token_id", "eos_token_id")}
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256, **ids)  # fmt: skip
+    LlamaForCausalLM(cfg).save_pretrained(out)
+    tok.save_pretrained(out)
+    return str(out)
+
+
+def test_grouped_attention_decodes_as_sdpa_does_without_copying_the_cache(tmp_path, monkeypatch):
+    """sdpa_grouped: one-token steps of a GQA model read each key/value head once (no repeat_kv), and give
+    sdpa's logits and greedy tokens, in generate and in ela's static-cache loop traced by dynamo."""
+    import torch
+    from transformers import AutoModelForCausalLM, GenerationConfig
+    from transformers.integrations import sdpa_attention
+
+    from ela.runtime import attention
+    from ela.runtime.data import tokenize
+    from ela.runtime.decode import StaticDecoder
+    from ela.runtime.models import load_tokenizer
+
+    path = _gqa_lm(tmp_path / "gqa")
+    tok = load_tokenizer(compose_job(*GEN).model, "generation")
+    texts = ["Review: a dull , lifeless film .\nSentiment:", "Review: fun\nSentiment:"]
+    inputs = tokenize(tok, texts, 2, 64, buckets=[32]).inputs[0]
+    assert inputs["attention_mask"][1, 0] == 0  # left padding to mask
+    attention.register(attention.GROUPED)
+    sdpa = AutoModelForCausalLM.from_pretrained(path, attn_implementation="sdpa").eval()
+    grouped = AutoModelForCausalLM.from_pretrained(path, attn_implementation=attention.GROUPED).eval()
+    cfg = GenerationConfig(max_new_tokens=5, min_new_tokens=5, do_sample=False, pad_token_id=tok.pad_token_id,
+                           output_logits=True, return_dict_in_generate=True)  # fmt: skip
+    copies = []
+    real_repeat = sdpa_attention.repeat_kv
+    monkeypatch.setattr(sdpa_attention, "repeat_kv", lambda x, n: copies.append(x.shape[2]) or real_repeat(x, n))
+    with torch.inference_mode():
+        want = sdpa.generate(**inputs, generation_config=cfg)
+        copies.clear()
+        got = grouped.generate(**inputs, generation_config=cfg)
+    assert copies == [32] * 4  # keys and values of the prefill's two layers: no step copied the cache
+    assert torch.equal(got.sequences, want.sequences)
+    for a, b in zip(got.logits, want.logits, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    new = want.sequences[:, inputs["input_ids"].shape[1] :]
+    decoder = StaticDecoder(grouped, contextlib.nullcontext, 5, None, {"backend": "eager"})
+    decoder.prepare(inputs)
+    assert torch.equal(decoder(inputs), new)
+    torch._dynamo.reset()
+
+
+@pytest.mark.slow
+def test_a_grouped_attention_job_agrees_with_transformers_sdpa(tmp_path):
+    """model.attn_implementation=sdpa_grouped through the CLI: the eager reference runs transformers' sdpa."""
+    path = _gqa_lm(tmp_path / "gqa")
+    overrides = [*GEN, f"model.path={path}", "model.attn_implementation=sdpa_grouped", "batch=4",
+                 "dataset.limit=8", "task.max_new_tokens=4", *QUICK]  # fmt: skip
+    proc = run_ela(tmp_path, *overrides, multirun=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (run,) = all_runs(tmp_path)
+    assert run.info.status == "FINISHED", run.data.tags.get("ela.error")
+    assert run.data.tags["ela.attn_implementation"] == "sdpa_grouped"
+    assert run.data.metrics["generation_agreement_with_eager"] == 1.0

@@ -17,9 +17,9 @@ from ela.job.phases import Phases
 from ela.job.pipeline import loaded_split
 from ela.job.results import Generated, Loaded, Raw
 from ela.measure.loops import generation_passes, warmup
-from ela.runtime import generation, prompts
+from ela.runtime import attention, generation, prompts
 from ela.runtime.data import label_targets, load_split
-from ela.runtime.models import check_task, load_model, load_tokenizer, model_config
+from ela.runtime.models import check_task, load_model, load_tokenizer, model_config, stock_kernels
 
 
 def load_generation(job, device: torch.device) -> tuple[Loaded, torch.nn.Module, object, list[int] | None]:
@@ -65,15 +65,18 @@ def measure_generation(ph: Phases) -> Raw:
     ignored = generation.neutral_defaults(model, tokenizer)  # the checkpoint's sampling settings play no part
     eager = replace(job.engine, name="eager", compile_mode=None)
     ref_tokens = ref_choice = eager_tokens = None
+    # References are transformers' own: its generate, with its sdpa in place of ela's attention (if any)
     if me.fp32_reference and job.precision.name != "fp32":
         ph.step("fp32 reference (untimed)")
-        gen, _, _ = generation.build(eager, model, contextlib.nullcontext, batches, task, tokenizer, sync)
-        ref_tokens, ref_choice = _untimed(gen, batches, keep)  # eager, fp32 weights, no autocast
+        with stock_kernels(model):
+            gen, _, _ = generation.build(eager, model, contextlib.nullcontext, batches, task, tokenizer, sync)
+            ref_tokens, ref_choice = _untimed(gen, batches, keep)  # eager, fp32 weights, no autocast
     model = ph.apply_precision(model)
-    if job.engine.name != "eager":
+    if job.engine.name != "eager" or job.model.attn_implementation in attention.NAMES:
         ph.step("eager reference (untimed)")
-        gen, _, _ = generation.build(eager, model, ph.amp, batches, task, tokenizer, sync)
-        eager_tokens, _ = _untimed(gen, batches, None)
+        with stock_kernels(model):
+            gen, _, _ = generation.build(eager, model, ph.amp, batches, task, tokenizer, sync)
+            eager_tokens, _ = _untimed(gen, batches, None)
     ph.step(f"engine setup ({job.engine.name})")
     gen, prefill, setup_s = generation.build(job.engine, model, ph.amp, batches, task, tokenizer, sync)
     ph.measure_idle()

@@ -1,4 +1,4 @@
-"""Attention for padded batches without a dense mask: `padded_varlen` and `padded_triton`.
+"""ela's attention implementations for transformers: `padded_varlen`, `padded_triton` and `sdpa_grouped`.
 
 transformers' `sdpa` path hands PyTorch a dense boolean mask, which rules out FlashAttention, and at
 SST-2's 32 tokens PyTorch's kernels spend 17-30 us per layer on a batch of 64 (benchmarks/attention.py).
@@ -17,6 +17,12 @@ per row and head masked by each token's segment id.
 
 Both need a CUDA GPU (sm_80+) and fp16/bf16 activations; `check` refuses anything else before a job
 starts, and the model's predictions are compared with eager transformers' (`agreement_with_eager`).
+
+`sdpa_grouped` is for decoders with grouped-query attention (Llama 3, Qwen 2.5): transformers' sdpa path
+copies every key/value head of the whole KV cache once per query head that reads it (`repeat_kv`) whenever
+there is a mask, at every decoding step; transformers 5.2x skips the copy for one-token queries, but not
+under torch.compile, and 5.17 never. Here a one-token query's heads are laid out as the rows of their key/value
+head's query (the same sums, no copy of the cache); anything else is transformers' sdpa.
 """
 
 from __future__ import annotations
@@ -33,7 +39,9 @@ if TYPE_CHECKING:  # config imports this module's choices: no import of config a
     from ela.config import PrecisionConfig
 
 VARLEN, TRITON = "padded_varlen", "padded_triton"  # no "flash" in a name: transformers would look for flash-attn
-NAMES = (VARLEN, TRITON)
+PADDED = (VARLEN, TRITON)  # need right padding, a CUDA GPU and half precision
+GROUPED = "sdpa_grouped"
+NAMES = (*PADDED, GROUPED)  # registered with transformers by ela
 TRANSFORMERS = ("sdpa", "eager", "flash_attention_2", "flex_attention")  # transformers' own
 CHOICES = (None, *TRANSFORMERS, *NAMES)  # model.attn_implementation (null: transformers' default)
 TRITON_MAX_LEN = 128  # the S x S fp32 score tile of one program must fit in registers
@@ -173,7 +181,7 @@ def _triton_op():
 def check(attn_implementation: str | None, precision: PrecisionConfig, device: torch.device, max_len: int) -> None:
     """Refuse padded_* attention where its kernel can't run, before any work (never fall back to another)."""
     name = attn_implementation
-    if name not in NAMES:
+    if name not in PADDED:
         return
     fix = "use model.attn_implementation=sdpa"
     if name == TRITON and max_len > TRITON_MAX_LEN:
@@ -189,11 +197,41 @@ def check(attn_implementation: str | None, precision: PrecisionConfig, device: t
         )
 
 
+def grouped(
+    module: torch.nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float | None = None,
+    **kwargs,
+) -> tuple[torch.Tensor, None]:
+    """Transformers attention hook: sdpa, a one-token query's heads grouped onto their key/value head."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    groups = getattr(module, "num_key_value_groups", 1)
+    b, h, length, d = query.shape
+    extras = any(kwargs.get(k) is not None for k in ("softcap", "position_bias", "sinks", "s_aux"))
+    if length != 1 or groups == 1 or extras:  # prefill, plain multi-head attention, or what sdpa's path adds
+        return sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling, **kwargs)
+    # query head i*groups + j reads key/value head i (repeat_kv's order): [b, h, 1, d] -> [b, kv heads, groups, d]
+    q = query.reshape(b, h // groups, groups, d)
+    mask = attention_mask  # [b, 1, 1, kv] is shared by every head and broadcasts over a group's rows
+    if mask is not None and mask.shape[1] != 1:
+        mask = mask.reshape(b, h // groups, groups, mask.shape[-1])
+    out = torch.nn.functional.scaled_dot_product_attention(q, key, value, attn_mask=mask, scale=scaling)
+    return out.reshape(b, h, 1, d).transpose(1, 2).contiguous(), None
+
+
 def register(name: str) -> None:
     """Make `attn_implementation=<name>` loadable by transformers (idempotent)."""
     from transformers import AttentionInterface
-    from transformers.masking_utils import AttentionMaskInterface
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
+    if name == GROUPED:  # sdpa's own (boolean) masks
+        AttentionInterface.register(name, grouped)
+        AttentionMaskInterface.register(name, sdpa_mask)
+        return
     if name == TRITON and torch.cuda.is_available():  # its kernel exists only where CUDA does
         try:
             _triton_op()

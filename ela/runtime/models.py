@@ -133,7 +133,7 @@ def load_model(cfg: ModelConfig, task: str = "classification", tokenizer=None) -
         )
     except (OSError, ValueError) as err:
         raise _load_error(cfg, local, source, err) from err
-    if cfg.attn_implementation in attention.NAMES and tokenizer.padding_side != "right":
+    if cfg.attn_implementation in attention.PADDED and tokenizer.padding_side != "right":
         raise ElaError(
             f"model.attn_implementation={cfg.attn_implementation} needs right padding (real tokens first); this "
             f"tokenizer pads on the {tokenizer.padding_side}: use model.attn_implementation=sdpa"
@@ -152,7 +152,7 @@ def load_model(cfg: ModelConfig, task: str = "classification", tokenizer=None) -
 
 @contextlib.contextmanager
 def stock_kernels(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
-    """Inside: transformers' sdpa attention in place of ela's padded_* kernels.
+    """Inside: transformers' sdpa attention in place of ela's own (padded_*, sdpa_grouped).
 
     So the references ela's engines and kernels are compared with (`agreement_with_eager`,
     `agreement_with_fp32`) are the model as transformers runs it; ela's kernels also never run in fp32
