@@ -134,13 +134,33 @@ def spread(values: list[float], fmt: str = "{:.3f}") -> str:
     return f"{fmt.format(statistics.median(values))} [{fmt.format(min(values))}-{fmt.format(max(values))}]"
 
 
+def direction(config: list[float], fp32: list[float]) -> str:
+    """A config's cost against fp32's on one side: faster or slower only where their [min-max] ranges part."""
+    if max(config) < min(fp32):
+        return "faster"
+    if min(config) > max(fp32):
+        return "slower"
+    return "within spread"
+
+
+def agreement(da: str, db: str) -> str:
+    """Do two sides' directions agree: yes, no claim (one side within its spread), or NO (opposite claims)."""
+    if da == db:
+        return "yes"
+    return "no claim" if "within spread" in (da, db) else "NO"
+
+
 def table(rows: dict[tuple[str, int], dict[str, list[float]]], sides: tuple[str, str]) -> None:
-    """Markdown: each side's cost and p50 (median [min-max]), their ratio, and the speed-up vs fp32 of each."""
+    """Markdown: each side's cost and p50 (median [min-max]), their ratio, and the speed-up vs fp32 of each.
+
+    "same sign" compares medians (the same direction, or within 5% of each other); "directions" claims a
+    direction only where a side's [min-max] range of the config and of fp32 do not overlap.
+    """
     a, b = sides
     print(f"| config | {a} cost ms/sample | {b} cost ms/sample | ratio | overlap | {a} p50 ms/batch "
           f"| {b} p50 ms/batch | ratio | overlap | {a} speed-up vs fp32 | {b} speed-up vs fp32 "
-          "| same sign |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+          f"| same sign | directions ({a} / {b}) | agree |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for (precision, batch), r in rows.items():
         ref = rows.get(("fp32", batch))
         cells = [f"{precision}-b{batch}"]
@@ -154,9 +174,11 @@ def table(rows: dict[tuple[str, int], dict[str, list[float]]], sides: tuple[str,
             sa = statistics.median(ref[f"{a}:cost_ms_per_sample"]) / statistics.median(r[f"{a}:cost_ms_per_sample"])
             sb = statistics.median(ref[f"{b}:cost_ms_per_sample"]) / statistics.median(r[f"{b}:cost_ms_per_sample"])
             same = "yes" if (sa - 1) * (sb - 1) > 0 or abs(sa - sb) < 0.05 else "NO"
-            cells += [f"{sa:.2f}x", f"{sb:.2f}x", same]
+            key = "cost_ms_per_sample"
+            da, db = (direction(r[f"{x}:{key}"], ref[f"{x}:{key}"]) for x in (a, b))
+            cells += [f"{sa:.2f}x", f"{sb:.2f}x", same, f"{da} / {db}", agreement(da, db)]
         else:
-            cells += ["-", "-", "-"]
+            cells += ["-"] * 5
         print("| " + " | ".join(cells) + " |", flush=True)
 
 
