@@ -31,6 +31,7 @@ import functools
 from typing import TYPE_CHECKING
 
 import torch
+from torch import Tensor
 
 from ela import ElaError
 from ela.runtime.device import require_half_cuda
@@ -197,29 +198,24 @@ def check(attn_implementation: str | None, precision: PrecisionConfig, device: t
         )
 
 
-def grouped(
-    module: torch.nn.Module,
-    query: torch.Tensor,
-    key: torch.Tensor,
-    value: torch.Tensor,
-    attention_mask: torch.Tensor | None,
-    scaling: float | None = None,
-    **kwargs,
-) -> tuple[torch.Tensor, None]:
-    """Transformers attention hook: sdpa, a one-token query's heads grouped onto their key/value head."""
+def grouped(module: torch.nn.Module, query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None, **kwargs):
+    """Transformers attention hook: sdpa, a one-token query's heads grouped onto their key/value head.
+
+    q [B, H, 1, D] and k, v [B, KV, S, D] -> output [B, 1, H, D] (no weights); other calls go to sdpa's hook.
+    """
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     groups = getattr(module, "num_key_value_groups", 1)
     b, h, length, d = query.shape
     extras = any(kwargs.get(k) is not None for k in ("softcap", "position_bias", "sinks", "s_aux"))
     if length != 1 or groups == 1 or extras:  # prefill, plain multi-head attention, or what sdpa's path adds
-        return sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling, **kwargs)
+        return sdpa_attention_forward(module, query, key, value, mask, **kwargs)
     # query head i*groups + j reads key/value head i (repeat_kv's order): [b, h, 1, d] -> [b, kv heads, groups, d]
     q = query.reshape(b, h // groups, groups, d)
-    mask = attention_mask  # [b, 1, 1, kv] is shared by every head and broadcasts over a group's rows
-    if mask is not None and mask.shape[1] != 1:
+    if mask is not None and mask.shape[1] != 1:  # [b, 1, 1, kv] is shared by all heads, broadcast over a group
         mask = mask.reshape(b, h // groups, groups, mask.shape[-1])
-    out = torch.nn.functional.scaled_dot_product_attention(q, key, value, attn_mask=mask, scale=scaling)
+    scale = kwargs.get("scaling")
+    out = torch.nn.functional.scaled_dot_product_attention(q, key, value, attn_mask=mask, scale=scale)
     return out.reshape(b, h, 1, d).transpose(1, 2).contiguous(), None
 
 
