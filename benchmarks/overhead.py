@@ -9,7 +9,10 @@ Three modes, all on the same model and data:
   batch) -- as median [min-max] over the rounds, their ratio, and the sign of each speed-up vs fp32.
 * `--hand-only --csv F`: the hand-written loop alone, to a CSV (to run before and after a sweep).
 * `--sweep-uri U --hand-csv F1,F2`: every sweep in U (a repetition each) next to those hand-loop CSVs,
-  with whether each side's [min-max] range overlaps the other's.
+  with whether each side's [min-max] range overlaps the other's; rows with a `seed` (written by
+  `HandAfterJob`) are also paired with the job of that config and seed: ela / hand per pair.
+* `HandAfterJob`, a Hydra callback (`headline.sh` adds it to the README's main command): after each job,
+  in the job's process and seconds after its windows, the hand-written loop on the same config.
 
     python benchmarks/overhead.py --model DIR --data DIR_WITH_dev.tsv [--precisions fp32,fp16,bf16] [--batches 1,8]
 """
@@ -25,12 +28,16 @@ from pathlib import Path
 
 import torch
 from hydra import compose, initialize_config_dir
+from hydra.core.utils import JobReturn
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
 
 from ela.config import to_container, validate
 from ela.job import measure_job
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
 AUTOCAST = {"fp16": torch.float16, "bf16": torch.bfloat16}
+KEYS = ("cost_ms_per_sample", "batch_latency_ms_p50", "energy_j_per_sample")
 
 
 def read_dev(data: Path) -> list[str]:
@@ -116,6 +123,38 @@ class Hand:
         }
 
 
+class HandAfterJob(Callback):
+    """After every FINISHED job of a sweep, the hand-written loop on its precision and batch; a CSV row each.
+
+    Same process and card, seconds after the job's energy windows, so a drifting machine moves both sides of
+    a pair together. The hand model is loaded once (fp32 weights; autocast for fp16/bf16, as ela does).
+    """
+
+    def __init__(self, csv: str, window_s: float = 2.5, windows: int = 2) -> None:
+        self.csv, self.window_s, self.windows, self.hand = Path(csv), window_s, windows, None
+
+    def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs) -> None:
+        """Measure the job's config by hand unless the job did not finish."""
+        ret = job_return.return_value if job_return.status.name == "COMPLETED" else None
+        if not isinstance(ret, dict) or ret.get("status") != "FINISHED":
+            return
+        if self.hand is None:
+            device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+            self.hand = Hand(str(config.model.path), Path(config.dataset.path), device)
+            self.hand.texts = self.hand.texts[: config.dataset.get("limit") or None]  # the job's rows, as ela
+        precision, batch, seed = str(config.precision.name), int(config.batch), int(config.seed)
+        m = self.hand.measure(precision, batch, self.window_s, self.windows)
+        row = {"round": seed, "seed": seed, "side": "hand", "precision": precision, "batch": batch, **m,
+               "run_id": ret.get("run_id", "")}  # fmt: skip
+        new = not self.csv.exists()
+        with open(self.csv, "a", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(row))
+            if new:
+                w.writeheader()
+            w.writerow(row)
+        print(f"[hand] {precision}-b{batch}-s{seed}: {figures(m)}", flush=True)
+
+
 def ela_job(args, precision: str, batch: int) -> dict[str, float]:
     """Ela's job path, as a sweep runs it (defaults but for the window settings given here)."""
     overrides = [
@@ -127,6 +166,13 @@ def ela_job(args, precision: str, batch: int) -> dict[str, float]:
         job = validate(to_container(compose("config", overrides=overrides)))
     out = measure_job(job, Path("/tmp/ela-overhead"))
     return {**out.metrics, "verdict": out.tags.get("ela.verdict")}
+
+
+def figures(m: dict[str, float]) -> str:
+    """One measurement's cost, p50 and energy per sample, for a progress line."""
+    joules = m.get("energy_j_per_sample", float("nan"))
+    cost, p50 = m["cost_ms_per_sample"], m["batch_latency_ms_p50"]
+    return f"cost {cost:.3f} ms/sample, p50 {p50:.2f} ms/batch, {joules:.4f} J/sample"
 
 
 def spread(values: list[float], fmt: str = "{:.3f}") -> str:
@@ -231,9 +277,7 @@ def main() -> None:
                 keep = ("cost_ms_per_sample", "batch_latency_ms_p50", "energy_j_per_sample", "stalled_batch_share")
                 log.append({"round": rnd, "side": side, "precision": precision, "batch": batch,
                             **{k: m.get(k) for k in (*keep, "verdict")}})  # fmt: skip
-                joules = m.get("energy_j_per_sample", float("nan"))
-                print(f"round {rnd} {side:4s} {precision}-b{batch}: cost {m['cost_ms_per_sample']:.3f} ms/sample, "
-                      f"p50 {m['batch_latency_ms_p50']:.2f} ms/batch, {joules:.4f} J/sample", flush=True)  # fmt: skip
+                print(f"round {rnd} {side:4s} {precision}-b{batch}: {figures(m)}", flush=True)
     if args.csv:
         with open(args.csv, "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=list(log[0]))
@@ -261,6 +305,7 @@ def compare_sweep(args, rows) -> None:
 
     client = MlflowClient(args.sweep_uri)
     exp = client.get_experiment_by_name("ela")
+    pairs: dict[tuple[str, int, int], dict[str, dict]] = defaultdict(dict)
     runs = [r for p in sweep_ids(args.sweep_uri) for r in
             client.search_runs([exp.experiment_id], f"tags.`mlflow.parentRunId` = '{p}'")]  # fmt: skip
     for run in runs:
@@ -269,6 +314,7 @@ def compare_sweep(args, rows) -> None:
         m, key = run.data.metrics, (run.data.params["precision.name"], int(run.data.params["batch"]))
         rows[key]["ela:cost_ms_per_sample"].append(m["cost_ms_per_sample"])
         rows[key]["ela:batch_latency_ms_p50"].append(m["batch_latency_ms_p50"])
+        pairs[(*key, int(run.data.params.get("seed", 0)))]["ela"] = m
         cv = m.get("cost_ms_per_sample_cv", 0)
         print(f"ela {key[0]}-b{key[1]} seed {run.data.params.get('seed')}: cost {m['cost_ms_per_sample']:.3f} "
               f"(window CV {cv:.1%}), "
@@ -280,14 +326,43 @@ def compare_sweep(args, rows) -> None:
                 key = (r["precision"], int(r["batch"]))
                 rows[key]["hand:cost_ms_per_sample"].append(float(r["cost_ms_per_sample"]))
                 rows[key]["hand:batch_latency_ms_p50"].append(float(r["batch_latency_ms_p50"]))
+                if r.get("seed") not in (None, ""):
+                    pairs[(*key, int(r["seed"]))]["hand"] = {k: float(r[k]) for k in KEYS}
     print(
         f"\n{len(runs)} jobs of the store's sweeps (one per repetition) vs {len(args.hand_csv.split(','))} "
-        "hand-loop rounds before, between and after them (median [min-max]):\n"
+        "hand-loop file(s) (median [min-max]):\n"
     )
     names = ["fp32", "tf32", "fp16", "bf16"]
     order = sorted(rows, key=lambda k: (k[1], names.index(k[0]) if k[0] in names else 9))
     both = [k for k in order if rows[k].get("ela:cost_ms_per_sample") and rows[k].get("hand:cost_ms_per_sample")]
     table({k: rows[k] for k in both}, ("hand", "ela"))
+    paired = {k: v for k, v in pairs.items() if len(v) == 2}
+    if paired:
+        print(f"\n{len(paired)} pairs (a job and the hand loop right after it, same config and seed):\n")
+        paired_table(paired, [k for k in order if any(p[:2] == k for p in paired)])
+
+
+def paired_table(pairs: dict[tuple[str, int, int], dict[str, dict]], configs: list[tuple[str, int]]) -> None:
+    """Markdown: per config, ela / hand of each pair (median [min-max]) and each pair's speed-up vs fp32."""
+    print("| config | pairs | cost ela / hand | p50 ela / hand | speed-up vs fp32 per seed, hand | ela | signs agree |")
+    print("|---|---|---|---|---|---|---|")
+    for precision, batch in configs:
+        seeds = sorted(s for (p, b, s) in pairs if (p, b) == (precision, batch))
+        ratio = {k: [pairs[(precision, batch, s)]["ela"][k] / pairs[(precision, batch, s)]["hand"][k] for s in seeds]
+                 for k in KEYS[:2]}  # fmt: skip
+        ups, agree = {"hand": [], "ela": []}, 0
+        for s in seeds:
+            ref = pairs.get(("fp32", batch, s))
+            if not ref:
+                continue
+            up = {side: ref[side]["cost_ms_per_sample"] / pairs[(precision, batch, s)][side]["cost_ms_per_sample"]
+                  for side in ups}  # fmt: skip
+            for side in ups:
+                ups[side].append(f"{up[side]:.2f}x")
+            agree += (up["hand"] - 1) * (up["ela"] - 1) > 0 or abs(up["hand"] - up["ela"]) < 0.05
+        cells = [f"{precision}-b{batch}", str(len(seeds)), *(spread(ratio[k]) for k in KEYS[:2]),
+                 " ".join(ups["hand"]) or "-", " ".join(ups["ela"]) or "-", f"{agree} of {len(seeds)}"]  # fmt: skip
+        print("| " + " | ".join(cells) + " |", flush=True)
 
 
 if __name__ == "__main__":

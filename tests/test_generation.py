@@ -360,6 +360,36 @@ def test_grouped_attention_decodes_as_sdpa_does_without_copying_the_cache(tmp_pa
     torch._dynamo.reset()
 
 
+@pytest.mark.parametrize("mask_kind", ["none", "bool shared", "bool per head", "additive"])
+@pytest.mark.parametrize("heads", [(8, 2), (14, 2), (4, 4)])
+def test_the_grouped_hook_matches_transformers_sdpa_hook(mask_kind, heads):
+    """attention.grouped against sdpa_attention_forward on one-token queries and prefills: every mask form
+    transformers passes, GQA and plain multi-head, scaling given or not; dropout and training go to sdpa's path."""
+    import torch
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    from ela.runtime.attention import grouped
+
+    (h, kv), b, s, d = heads, 3, 9, 16
+    module = torch.nn.Module().eval()
+    module.num_key_value_groups, module.is_causal = h // kv, True
+    torch.manual_seed(0)
+    k, v = torch.randn(b, kv, s, d), torch.randn(b, kv, s, d)
+    keep = torch.ones(b, s, dtype=torch.bool)
+    keep[1, :4] = False  # row 1 left-padded
+    mask = {"none": None, "bool shared": keep[:, None, None], "bool per head": keep[:, None, None].expand(b, h, 1, s),
+            "additive": torch.where(keep, 0.0, torch.finfo(torch.float32).min)[:, None, None]}[mask_kind]  # fmt: skip
+    for length, kwargs in ((1, {}), (1, {"scaling": 0.3, "dropout": 0.0}), (1, {"dropout": 0.5})):
+        q = torch.randn(b, h, length, d)
+        got, _ = grouped(module, q, k, v, mask, **kwargs)
+        if kwargs.get("dropout"):  # random: only its path is checked, by shape
+            assert got.shape == (b, length, h, d)
+            continue
+        want, _ = sdpa_attention_forward(module, q, k, v, mask, **kwargs)
+        assert got.is_contiguous()
+        torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-5)
+
+
 @pytest.mark.slow
 def test_a_grouped_attention_job_agrees_with_transformers_sdpa(tmp_path):
     """model.attn_implementation=sdpa_grouped through the CLI: the eager reference runs transformers' sdpa."""

@@ -208,6 +208,7 @@ def grouped(module: torch.nn.Module, query: Tensor, key: Tensor, value: Tensor, 
     groups = getattr(module, "num_key_value_groups", 1)
     b, h, length, d = query.shape
     extras = any(kwargs.get(k) is not None for k in ("softcap", "position_bias", "sinks", "s_aux"))
+    extras = extras or bool(kwargs.get("dropout")) or module.training  # dropout: sdpa's own path applies it
     if length != 1 or groups == 1 or extras:  # prefill, plain multi-head attention, or what sdpa's path adds
         return sdpa_attention_forward(module, query, key, value, mask, **kwargs)
     # query head i*groups + j reads key/value head i (repeat_kv's order): [b, h, 1, d] -> [b, kv heads, groups, d]
