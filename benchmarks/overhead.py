@@ -180,6 +180,11 @@ def spread(values: list[float], fmt: str = "{:.3f}") -> str:
     return f"{fmt.format(statistics.median(values))} [{fmt.format(min(values))}-{fmt.format(max(values))}]"
 
 
+def same_sign(sa: float, sb: float) -> bool:
+    """Two speed-ups vs fp32 point the same way (or lie within 5% of each other)."""
+    return (sa - 1) * (sb - 1) > 0 or abs(sa - sb) < 0.05
+
+
 def direction(config: list[float], fp32: list[float]) -> str:
     """A config's cost against fp32's on one side: faster or slower only where their [min-max] ranges part."""
     if max(config) < min(fp32):
@@ -219,7 +224,7 @@ def table(rows: dict[tuple[str, int], dict[str, list[float]]], sides: tuple[str,
         if ref:
             sa = statistics.median(ref[f"{a}:cost_ms_per_sample"]) / statistics.median(r[f"{a}:cost_ms_per_sample"])
             sb = statistics.median(ref[f"{b}:cost_ms_per_sample"]) / statistics.median(r[f"{b}:cost_ms_per_sample"])
-            same = "yes" if (sa - 1) * (sb - 1) > 0 or abs(sa - sb) < 0.05 else "NO"
+            same = "yes" if same_sign(sa, sb) else "NO"
             key = "cost_ms_per_sample"
             da, db = (direction(r[f"{x}:{key}"], ref[f"{x}:{key}"]) for x in (a, b))
             cells += [f"{sa:.2f}x", f"{sb:.2f}x", same, f"{da} / {db}", agreement(da, db)]
@@ -359,9 +364,10 @@ def paired_table(pairs: dict[tuple[str, int, int], dict[str, dict]], configs: li
                   for side in ups}  # fmt: skip
             for side in ups:
                 ups[side].append(f"{up[side]:.2f}x")
-            agree += (up["hand"] - 1) * (up["ela"] - 1) > 0 or abs(up["hand"] - up["ela"]) < 0.05
+            agree += same_sign(up["hand"], up["ela"])
+        n = len(ups["ela"])
         cells = [f"{precision}-b{batch}", str(len(seeds)), *(spread(ratio[k]) for k in KEYS[:2]),
-                 " ".join(ups["hand"]) or "-", " ".join(ups["ela"]) or "-", f"{agree} of {len(seeds)}"]  # fmt: skip
+                 " ".join(ups["hand"]) or "-", " ".join(ups["ela"]) or "-", f"{agree} of {n}"]  # fmt: skip
         print("| " + " | ".join(cells) + " |", flush=True)
 
 
