@@ -155,12 +155,12 @@ class HandAfterJob(Callback):
         print(f"[hand] {precision}-b{batch}-s{seed}: {figures(m)}", flush=True)
 
 
-def ela_job(args, precision: str, batch: int) -> dict[str, float]:
-    """Ela's job path, as a sweep runs it (defaults but for the window settings given here)."""
+def ela_job(args, precision: str, batch: int, extra: tuple[str, ...] = ()) -> dict[str, float]:
+    """Ela's job path, as a sweep runs it (defaults but for the window settings given here and `extra`)."""
     overrides = [
         "model=local", f"model.path={args.model}", f"dataset.path={args.data}", f"precision={precision}",
         f"batch={batch}", f"measure.min_window_s={args.window_s}", f"measure.repeats={args.windows}",
-        f"measure.idle_window_s={args.idle_s}", f"measure.idle_max_settle_s={args.idle_s}",
+        f"measure.idle_window_s={args.idle_s}", f"measure.idle_max_settle_s={args.idle_s}", *extra,
     ]  # fmt: skip
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         job = validate(to_container(compose("config", overrides=overrides)))

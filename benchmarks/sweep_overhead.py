@@ -14,7 +14,7 @@ unmeasured phases (load, untimed references, engine setup, warm-up) and the rest
 MLflow logging); the remainder of the fixed overhead is outside the job (process start and imports
 where the launcher starts one, Hydra's set-up of the job, the MLflow run's creation).
 
-    python benchmarks/sweep_overhead.py [--few 1] [--many 5] [--window 1.0]
+    python benchmarks/sweep_overhead.py [--few 1] [--many 5] [--window 1.0] [--model DIR --data DIR --device cuda]
 """
 
 from __future__ import annotations
@@ -35,14 +35,14 @@ from ela.schema import MEASURED_PHASES, PHASES  # noqa: E402 (the repo's own nam
 OVERHEAD_PHASES = [p for p in PHASES if p not in MEASURED_PHASES]
 
 
-def run_sweep(launcher: str, jobs: int, window: float, tmp: Path) -> tuple[float, list]:
+def run_sweep(launcher: str, jobs: int, a: argparse.Namespace, tmp: Path) -> tuple[float, list]:
     """Wall seconds of one sweep and its FINISHED job runs (oldest first)."""
     cmd = [
         sys.executable, "-m", "ela.run", "-m", f"hydra/launcher={launcher}", f"seed={','.join(map(str, range(jobs)))}",
-        "model=local", f"model.path={SHARED / 'models' / 'minilm-l6-sst2'}", "model.max_length=64",
-        f"dataset.path={SHARED / 'data' / 'sst2'}", "dataset.limit=128", "device=cpu", "batch=16",
-        f"measure.min_window_s={window}", "measure.repeats=1", f"tracking.uri=sqlite:///{tmp / 'mlflow.db'}",
-        f"hydra.sweep.dir={tmp / 'multirun'}",
+        "model=local", f"model.path={a.model}", "model.max_length=64",
+        f"dataset.path={a.data}", "dataset.limit=128", f"device={a.device}", "batch=16",
+        f"measure.min_window_s={a.window}", "measure.repeats=1", f"tracking.uri=sqlite:///{tmp / 'mlflow.db'}",
+        f"hydra.sweep.dir={tmp / 'multirun'}", *a.set,
     ]  # fmt: skip
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     t0 = time.perf_counter()
@@ -79,8 +79,15 @@ def main() -> None:
     ap.add_argument("--many", type=int, default=5)
     ap.add_argument("--window", type=float, default=1.0)
     ap.add_argument("--launchers", default="basic,joblib_gpus,submitit_local_gpus")
+    ap.add_argument("--model", default=str(SHARED / "models" / "minilm-l6-sst2"))
+    ap.add_argument("--data", default=str(SHARED / "data" / "sst2"))
+    ap.add_argument("--device", default="cpu", help="cpu, or cuda on a GPU host (each job's own CUDA start-up counts)")
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="more overrides for every job")
     a = ap.parse_args()
-    print(f"CPU: {os.cpu_count()} cores; jobs of 128 SST-2 sentences, batch 16, 1 window of >= {a.window} s\n")
+    print(
+        f"{a.device} jobs, {os.cpu_count()} CPU cores; 128 SST-2 sentences, batch 16, 1 window of >= {a.window} s; "
+        f"model {Path(a.model).name}\n"
+    )
     print(
         "| launcher | wall s (few / many jobs) | measured s per job | start-up s per sweep | "
         "fixed overhead s per job | in-job overhead s (after the first) | of it: "
@@ -92,7 +99,7 @@ def main() -> None:
         walls, measured, in_job = [], [], []
         for jobs in (a.few, a.many):
             with tempfile.TemporaryDirectory() as tmp:
-                wall, runs = run_sweep(launcher, jobs, a.window, Path(tmp))
+                wall, runs = run_sweep(launcher, jobs, a, Path(tmp))
             assert len(runs) == jobs, f"{launcher}: {len(runs)} of {jobs} jobs finished"
             walls.append(wall)
             measured.append(sum(map(measured_s, runs)))
