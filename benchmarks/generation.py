@@ -9,7 +9,7 @@ reported for them. `--quality DIR` adds the tiny LM's next-token-choice accuracy
 
     python benchmarks/generation.py --models /tmp/models/llama-3.2-1b --data DIR_WITH_dev.tsv \
         [--precisions fp32,bf16,bf16_pure] [--batches 1,8,64] [--engines eager,compile,cudagraph] \
-        [--attention sdpa,sdpa_grouped] [--quality DIR]
+        [--attention sdpa,sdpa_grouped] [--fuse false,true] [--quality DIR]
 
 Engines: eager is transformers' `generate`; compile (reduce-overhead here) and cudagraph are ela's own
 decoding loop over a static KV cache (`ela/runtime/decode.py`), no synchronisation between steps.
@@ -122,6 +122,7 @@ def main() -> None:
     ap.add_argument("--batches", default="1,8,64")
     ap.add_argument("--engines", default="eager,compile,cudagraph")
     ap.add_argument("--attention", default="sdpa", help="model.attn_implementation values, e.g. sdpa,sdpa_grouped")
+    ap.add_argument("--fuse", default="false", help="model.fuse_projections values, e.g. false,true")
     ap.add_argument("--new-tokens", type=int, default=64)
     ap.add_argument("--window-s", type=float, default=2.0)
     ap.add_argument("--quality", help="the tiny LM's folder: its accuracy by precision on the whole dev split")
@@ -155,16 +156,17 @@ def main() -> None:
     print("\n| shape (random weights) | config | TTFT p50 ms | TPOT p50 ms | floor ms | TPOT/floor | tokens/s "
           "| J/output token | J/prompt token | setup s | same output as eager | verdict |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
-    axes = [args.models, args.engines, args.attention, args.precisions, args.batches]
-    for model, engine, attn, p, batch in itertools.product(*(a.split(",") for a in axes)):
+    axes = [args.models, args.engines, args.attention, args.fuse, args.precisions, args.batches]
+    for model, engine, attn, fuse, p, batch in itertools.product(*(a.split(",") for a in axes)):
         b = int(batch)
         extra = ["engine.compile_mode=reduce-overhead"] if engine == "compile" else []
         overrides = [
             *common, *extra, f"model.path={model}", f"precision={p}", f"batch={b}", f"engine={engine}",
             f"dataset.limit={max(4, 2 * b)}", f"task.max_new_tokens={args.new_tokens}",
             "task.scoring=none", "measure.fp32_reference=false", f"model.attn_implementation={attn}",
+            f"model.fuse_projections={fuse}",
         ]  # fmt: skip
-        label = f"{p}-b{b}-{engine}" + ("" if attn == "sdpa" else f"-{attn}")
+        label = f"{p}-b{b}-{engine}" + ("" if attn == "sdpa" else f"-{attn}") + ("-fused" if fuse == "true" else "")
         try:
             m = job(overrides)
         except Exception as err:  # noqa: BLE001 (a row says why, the table goes on)

@@ -45,6 +45,7 @@ class ModelConfig:
     max_length: int
     attn_implementation: str | None
     allow_untrained_head: bool
+    fuse_projections: bool = False  # decoders: q|k|v and gate|up as one matmul each (ela.runtime.fuse)
 
     def __post_init__(self) -> None:
         if not self.path:
@@ -55,6 +56,7 @@ class ModelConfig:
         _positive_int("model.max_length", self.max_length, 2)
         _one_of("model.attn_implementation", self.attn_implementation, ATTENTION)
         _flag("model.allow_untrained_head", self.allow_untrained_head)
+        _flag("model.fuse_projections", self.fuse_projections)
 
 
 @dataclass(frozen=True)
@@ -216,14 +218,12 @@ class JobConfig:
     def __post_init__(self) -> None:
         check_packing(self.engine.packing, self.model.attn_implementation, self.model.max_length, self.task.name)
         if self.task.generative:  # in validate(), so a sweep refuses these before its first job
-            from ela.runtime import attention, generation
+            from ela.runtime import generation
 
-            generation.check(self.engine, self.task)
-            if self.model.attn_implementation in attention.PADDED:
-                raise ElaError(
-                    f"model.attn_implementation={self.model.attn_implementation} needs right padding; "
-                    "task=generation pads prompts on the left: use model.attn_implementation=sdpa"
-                )
+            generation.check(self.engine, self.task, self.model)
+        elif self.model.fuse_projections:
+            raise ElaError(f"model.fuse_projections=true fuses a decoder's projections; task={self.task.name}: "
+                           "leave it false (it applies to task=generation)")  # fmt: skip
         _positive_int("batch", self.batch)
         _positive_int("seed", self.seed, 0)
         _one_of("device", self.device, DEVICES)

@@ -19,6 +19,7 @@ from ela.job.results import Generated, Loaded, Raw
 from ela.measure.loops import generation_passes, warmup
 from ela.runtime import attention, generation, prompts
 from ela.runtime.data import label_targets, load_split
+from ela.runtime.fuse import fuse_projections
 from ela.runtime.models import check_task, load_model, load_tokenizer, model_config, stock_kernels
 
 
@@ -72,12 +73,13 @@ def measure_generation(ph: Phases) -> Raw:
             gen, _, _ = generation.build(eager, model, contextlib.nullcontext, batches, task, tokenizer, sync)
             ref_tokens, ref_choice = _untimed(gen, batches, keep)  # eager, fp32 weights, no autocast
     model = ph.apply_precision(model)
-    if job.engine.name != "eager" or job.model.attn_implementation in attention.NAMES:
+    if job.engine.name != "eager" or job.model.attn_implementation in attention.NAMES or job.model.fuse_projections:
         ph.step("eager reference (untimed)")
         with stock_kernels(model):
             gen, _, _ = generation.build(eager, model, ph.amp, batches, task, tokenizer, sync)
             eager_tokens, _ = _untimed(gen, batches, None)
     ph.step(f"engine setup ({job.engine.name})")
+    fused = fuse_projections(model) if job.model.fuse_projections else None  # after the eager reference
     gen, prefill, setup_s = generation.build(job.engine, model, ph.amp, batches, task, tokenizer, sync)
     ph.measure_idle()
     ph.step("warm-up")
@@ -108,6 +110,7 @@ def measure_generation(ph: Phases) -> Raw:
         references=refs,
         eos_id=tokenizer.eos_token_id,
         ignored=ignored,
+        fused=fused,
     )
     return ph.raw(
         loaded,

@@ -61,6 +61,7 @@ class Generated:
     references: list[str] | None  # scoring=reference: the label column's text per sample, batch order
     eos_id: int | None
     ignored: dict  # settings of the checkpoint's generation_config.json that ela's greedy workload replaced
+    fused: dict[str, int] | None = None  # model.fuse_projections: how many q|k|v and gate|up were fused
 
 
 @dataclass

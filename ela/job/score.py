@@ -114,6 +114,8 @@ def _tags(job: JobConfig, raw: Raw, warnings: list[str]) -> dict[str, str]:
         tags.update(generation_tags(job))
         if raw.generated.ignored:
             tags["ela.generation_ignored"] = json.dumps(raw.generated.ignored, default=str)
+        if raw.generated.fused:
+            tags["ela.fused_projections"] = ", ".join(f"{k} in {n} layers" for k, n in raw.generated.fused.items())
     if warnings:
         tags["ela.warning"] = "; ".join(warnings)
     if loaded.newly_initialized:

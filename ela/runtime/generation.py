@@ -21,7 +21,7 @@ from ela.runtime.data import Batches
 from ela.runtime.engines import allow_recompiles, inductor_options, one_per_shape
 
 if TYPE_CHECKING:  # config imports this package's choices: no import of config at run time
-    from ela.config import EngineConfig, TaskConfig
+    from ela.config import EngineConfig, ModelConfig, TaskConfig
 
 Clock = Callable[[], float]
 Autocast = Callable[[], contextlib.AbstractContextManager]
@@ -123,8 +123,15 @@ def generation_config(task: TaskConfig, tokenizer):
     )
 
 
-def check(engine: EngineConfig, task: TaskConfig | None = None) -> None:
-    """Refuse an engine generation can't run (before the job waits for its device)."""
+def check(engine: EngineConfig, task: TaskConfig | None = None, model: ModelConfig | None = None) -> None:
+    """Refuse an engine or attention generation can't run (before the job waits for its device)."""
+    from ela.runtime import attention
+
+    if model is not None and model.attn_implementation in attention.PADDED:
+        raise ElaError(
+            f"model.attn_implementation={model.attn_implementation} needs right padding; "
+            "task=generation pads prompts on the left: use model.attn_implementation=sdpa"
+        )
     if engine.name != "eager" and task is not None and task.stop_at_eos:
         raise ElaError(
             f"engine={engine.name} decodes a fixed number of tokens with no per-step check of the device "
