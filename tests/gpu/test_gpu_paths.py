@@ -148,3 +148,27 @@ def test_a_small_sweep_on_the_card_measures_with_nvml(small_model, sst2, tmp_pat
         assert m["codecarbon_gpu_energy_kwh"] > 0  # CodeCarbon tracked the same card
         assert m["cost_ms_per_sample"] > 0 and m["batch_latency_ms_p50"] > 0
     print("\n" + proc.stdout[-2500:])  # the sweep's table, for benchmarks/README.md
+
+
+@pytest.mark.parametrize("mode", [None, "reduce-overhead"])
+def test_fused_projections_on_the_card(mode):
+    """model.fuse_projections in bf16 on the GPU, eager and compiled into CUDA graphs: stock logits within bf16."""
+    import copy
+
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from ela.runtime.fuse import fuse_projections
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=512, hidden_size=256, intermediate_size=1024, num_hidden_layers=2,
+                         num_attention_heads=8, num_key_value_heads=2)  # fmt: skip
+    stock = LlamaForCausalLM(config).eval().to(DEVICE, torch.bfloat16)
+    fused = copy.deepcopy(stock)
+    assert fuse_projections(fused) == {"qkv": 2, "gate_up": 2}
+    ids = torch.randint(0, 512, (4, 24), device=DEVICE)
+    forward = fused.forward if mode is None else torch.compile(fused.forward, mode=mode, fullgraph=True)
+    with torch.inference_mode():
+        want = stock(input_ids=ids).logits.float()
+        for _ in range(3):  # CUDA graphs: recorded, then replayed
+            got = forward(input_ids=ids).logits.float()
+    torch.testing.assert_close(got, want, rtol=3e-2, atol=3e-2)
