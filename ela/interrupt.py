@@ -20,6 +20,7 @@ STOP_FILE = "ela_stop"
 
 _received: int | None = None
 _sweep_dir: Path | None = None  # set in the process that runs the sweep (it owns the stop file)
+_adopted: set[int] = set()  # job processes started by a launcher in this process that are not its children
 
 
 class Interrupted(KeyboardInterrupt):
@@ -83,8 +84,18 @@ def exit_code(signum: int | None) -> int:
     return 128 + (signum or signal.SIGTERM)
 
 
+def adopt(pid: int) -> None:
+    """Forward signals to this job process too (ela's fork launcher: its jobs are the forkserver's children)."""
+    _adopted.add(pid)
+
+
+def release(pid: int) -> None:
+    """Stop forwarding signals to a job process that has ended."""
+    _adopted.discard(pid)
+
+
 def forward(signum: int) -> None:
-    """Send the signal to this process's children that catch it (workers running ela jobs).
+    """Send the signal to this process's children that catch it (workers running ela jobs), and to adopted jobs.
 
     Children that don't catch it (an idle launcher worker, a compiler pool) are left alone: they would
     just die, and a dead worker makes some launchers abort the jobs still closing their runs.
@@ -93,10 +104,16 @@ def forward(signum: int) -> None:
         import psutil
     except ImportError:  # psutil comes with CodeCarbon; without it, children get no forwarded signal
         return
-    for child in psutil.Process().children():
+    procs = {p.pid: p for p in psutil.Process().children()}
+    for pid in set(_adopted) - set(procs):
         try:
-            if _catches(child.pid, signum):
-                child.send_signal(signum)
+            procs[pid] = psutil.Process(pid)
+        except psutil.Error:
+            continue
+    for proc in procs.values():
+        try:
+            if _catches(proc.pid, signum):
+                proc.send_signal(signum)
         except psutil.Error:
             continue
 

@@ -89,3 +89,33 @@ def test_parallel_sweep_logs_over_http_to_an_mlflow_server(tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_fork_launcher_runs_each_job_in_a_process_of_its_own(tmp_path):
+    """hydra/launcher=fork: jobs forked from one preloaded forkserver, two at a time, into one SQLite store."""
+    proc = run_ela(tmp_path, "hydra/launcher=fork", "hydra.launcher.n_jobs=2", "seed=0,1,2", *FAST)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    check_one_parent_and_jobs(tmp_path, 3)
+    pids = [r.data.tags["ela.pid"] for r in all_runs(tmp_path) if PARENT in r.data.tags]
+    assert len(set(pids)) == 3  # a fresh process per job, none reused
+    assert "found in sys.modules" not in proc.stderr  # runpy's note about the preloaded main module is filtered
+
+
+def test_a_fork_job_killed_hard_is_failed_and_the_sweep_goes_on(tmp_path):
+    """SIGKILL to one job's process (an OOM kill): that run FAILED with the reason, the next job still runs."""
+    import os
+    import signal
+
+    from test_resilience import children, start_sweep, wait_for
+
+    proc = start_sweep(tmp_path, "hydra/launcher=fork", "seed=0,1", *FAST, "measure.min_window_s=3")
+    runs = wait_for(tmp_path, lambda rs: [r for r in children(rs) if r.info.status == "RUNNING"])
+    victim = next(r for r in children(runs) if r.info.status == "RUNNING")
+    os.kill(int(victim.data.tags["ela.pid"]), signal.SIGKILL)
+    assert proc.wait(timeout=300) == 1  # one job did not finish
+    runs = {r.info.run_name: r for r in all_runs(tmp_path) if PARENT in r.data.tags}
+    assert runs[victim.info.run_name].info.status == "FAILED"
+    assert "its process ended before it could close this run" in runs[victim.info.run_name].data.tags["ela.error"]
+    assert sorted(r.info.status for r in runs.values()) == ["FAILED", "FINISHED"]
+    log = (tmp_path / "sweep.log").read_text()
+    assert "exit code -9" in log and "Traceback" not in log

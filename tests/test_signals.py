@@ -15,6 +15,7 @@ SLOW = [*FAST, "codecarbon.enabled=false", "measure.min_window_s=3"]
 LAUNCHERS = {
     "joblib": ["hydra/launcher=joblib_gpus", "hydra.launcher.n_jobs=2"],
     "submitit": ["hydra/launcher=submitit_local_gpus"],
+    "fork": ["hydra/launcher=fork", "hydra.launcher.n_jobs=2"],
 }
 
 

@@ -156,6 +156,11 @@ class SweepCallback(Callback):
 
     def _end(self, config: DictConfig) -> bool:
         assert self.tracker is not None and self.parent_id is not None
+        # Every job has returned: a child still RUNNING lost its process (killed, or crashed in C).
+        for run_id in self.tracker.close_running_children(
+            self.parent_id, "FAILED", "its process ended before it could close this run"
+        ):
+            print(f"[ela] run {run_id[:8]} was left RUNNING by a process that ended: marked FAILED", flush=True)
         runs = latest_per_job(self.tracker.children(self.parent_id))
         if not runs and config.get("resume"):
             # Every job was skipped: all already FINISHED (in an earlier sweep of a larger grid).
