@@ -117,5 +117,7 @@ def test_a_fork_job_killed_hard_is_failed_and_the_sweep_goes_on(tmp_path):
     assert runs[victim.info.run_name].info.status == "FAILED"
     assert "its process ended before it could close this run" in runs[victim.info.run_name].data.tags["ela.error"]
     assert sorted(r.info.status for r in runs.values()) == ["FAILED", "FINISHED"]
+    parent = next(r for r in all_runs(tmp_path) if PARENT not in r.data.tags)
+    assert parent.data.tags["ela.jobs_failed"] == "1"  # counted once: its run, not also as a job without one
     log = (tmp_path / "sweep.log").read_text()
     assert "exit code -9" in log and "Traceback" not in log

@@ -198,6 +198,12 @@ class SweepCallback(Callback):
             table.to_csv(self.sweep_dir / "summary.csv", index=False)
         return finished, failed + killed
 
+    def has_run(self, overrides: list[str]) -> bool:
+        """Whether a job with these overrides created its run in this sweep (it may have died after)."""
+        assert self.tracker is not None and self.parent_id is not None
+        wanted = " ".join(overrides)
+        return any(r.data.tags.get("ela.overrides") == wanted for r in self.tracker.children(self.parent_id))
+
     def discard(self, reason: str) -> None:
         """The grid is invalid and no job ran: delete the parent run so no empty sweep is left behind."""
         global _active

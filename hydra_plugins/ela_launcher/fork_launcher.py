@@ -50,13 +50,13 @@ def _job(
     out.send(ret)
 
 
-def _returned(overrides: Sequence[str], status: str, error: str | None = None) -> JobReturn:
+def _returned(overrides: Sequence[str], status: str, error: str | None = None, **extra: Any) -> JobReturn:
     """A JobReturn for a job that returned nothing: ela's job result dict, as `run_job` gives for a failure.
 
     Its MLflow run (if it had one) is closed by the sweep's end (ela.tracking.sweep): the process is gone.
     """
     ret = JobReturn(overrides=list(overrides), status=JobStatus.COMPLETED)
-    ret.return_value = {"status": status, **({"error": error} if error else {})}
+    ret.return_value = {"status": status, **({"error": error} if error else {}), **extra}
     return ret
 
 
@@ -113,7 +113,7 @@ class ForkLauncher(Launcher):
                     proc.join()
                     error = f"the job's process ended with exit code {proc.exitcode} before it returned"
                     log.error(f"#{initial_job_idx + i}: {error}")
-                    results[i] = _returned(job_overrides[i], "FAILED", error)
+                    results[i] = _returned(job_overrides[i], "FAILED", error, process_died=True)
                 proc.join()
                 interrupt.release(proc.pid)
                 recv.close()

@@ -93,6 +93,8 @@ class InterleavedSweeper(BasicSweeper):
                 for r in batch:
                     value = r.return_value if r.status.name == "COMPLETED" else None
                     if isinstance(value, dict) and value.get("status") == "FAILED" and not value.get("run_id"):
+                        if value.get("process_died") and cb.has_run(r.overrides):  # its run is in the table
+                            continue
                         cb.unlogged.append(f"job {' '.join(r.overrides)}: {value.get('error', '')}")
         return returns
 
