@@ -72,13 +72,15 @@ def job(overrides: list[str]) -> dict:
 
 def hand_loop(
     model_dir: str, batch: int, new_tokens: int, precision: str = "bf16_pure", compiled: bool = False,
-    attn: str = "sdpa", reps: int = 10,
+    attn: str = "sdpa", reps: int = 10, fuse: bool = False, tuned: bool = False,
 ) -> tuple[float, float]:  # fmt: skip
     """A cross-check of ela's per-step CUDA events: ela's captured decoder (compiled or not) timed from outside.
 
     bf16_pure: bf16 weights; bf16: fp32 weights under bf16 autocast. Whole generations and prefills of
     random prompts (BUCKET tokens) timed with perf_counter around `reps` back-to-back calls, synchronised
-    only at the ends; returns (ms per decode step, ms per prefill).
+    only at the ends; returns (ms per decode step, ms per prefill). `fuse` and `tuned` (inductor's
+    coordinate descent) as the row's `model.fuse_projections` and `engine.coordinate_descent`, so that the
+    check times the same decoder.
     """
     import contextlib
 
@@ -86,6 +88,7 @@ def hand_loop(
 
     from ela.runtime import attention
     from ela.runtime.decode import StaticDecoder
+    from ela.runtime.fuse import fuse_projections
 
     if attn in attention.NAMES:
         attention.register(attn)
@@ -93,11 +96,14 @@ def hand_loop(
     autocast = (lambda: torch.autocast("cuda", torch.bfloat16)) if precision == "bf16" else contextlib.nullcontext
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=weights, attn_implementation=attn)
     model = model.cuda().eval()
+    if fuse:
+        fuse_projections(model)
     ids = torch.randint(100, model.config.vocab_size, (batch, BUCKET), device="cuda")
     inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
     compile = {"fullgraph": True, "mode": None} if compiled else None
     decoder = StaticDecoder(model, autocast, new_tokens, None, compile=compile, capture=True)
-    decoder.prepare(inputs)
+    with torch._inductor.config.patch(coordinate_descent_tuning=tuned):
+        decoder.prepare(inputs)
 
     def timed(fn) -> float:
         torch.cuda.synchronize()
@@ -184,7 +190,8 @@ def main() -> None:
         )
         if args.hand_after and engine == "compile":
             try:
-                step, pre = hand_loop(model, b, args.new_tokens, p, compiled=True, attn=attn)
+                tuned = "engine.coordinate_descent=true" in args.set
+                step, pre = hand_loop(model, b, args.new_tokens, p, True, attn, fuse=fuse == "true", tuned=tuned)
             except Exception as err:  # noqa: BLE001
                 print(f"| {Path(model).name} | {label}, hand-timed | FAILED: {type(err).__name__}: {err} |")
                 continue

@@ -12,7 +12,9 @@ everything else a job costs. In-job overhead is `job_wall_s` minus measured and 
 (time queued for the host's CPU lock behind another job), over all jobs but the first, split into its
 unmeasured phases (load, untimed references, engine setup, warm-up) and the rest (CodeCarbon, scoring,
 MLflow logging); the remainder of the fixed overhead is outside the job (process start and imports
-where the launcher starts one, Hydra's set-up of the job, the MLflow run's creation).
+where the launcher starts one, Hydra's set-up of the job, the MLflow run's creation). The slope of two
+sweeps is fragile on a busy host (it came out negative once); the last column measures the same cost
+directly where jobs run one at a time: from one run's start to the next's, minus what the first measured.
 
     python benchmarks/sweep_overhead.py [--few 1] [--many 5] [--window 1.0] [--model DIR --data DIR --device cuda]
 """
@@ -72,6 +74,20 @@ def overhead_parts(runs) -> dict[str, float]:
     return {k: sum(v) / len(v) for k, v in parts.items()}
 
 
+def start_to_start(runs) -> str:
+    """Direct per-job overhead: from one run's start to the next's, minus what the first measured.
+
+    Mean over consecutive jobs, with its warm-up part in brackets; "n/a (jobs overlap)" where a launcher
+    runs jobs at once, so that the gap is no cost of one job.
+    """
+    pairs = list(zip(runs[:-1], runs[1:], strict=True))
+    if not pairs or any(b.info.start_time < a.info.end_time for a, b in pairs):
+        return "n/a (jobs overlap)"
+    gaps = [(b.info.start_time - a.info.start_time) / 1000 - measured_s(a) for a, b in pairs]
+    warm = [a.data.metrics.get("phase_warmup_s", 0.0) for a, _ in pairs]
+    return f"{sum(gaps) / len(gaps):.2f} ({sum(warm) / len(warm):.2f})"
+
+
 def main() -> None:
     """Command line."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -92,9 +108,9 @@ def main() -> None:
         "| launcher | wall s (few / many jobs) | measured s per job | start-up s per sweep | "
         "fixed overhead s per job | in-job overhead s (after the first) | of it: "
         + ", ".join([*OVERHEAD_PHASES, "rest"])
-        + " | outside the job (process, imports, run set-up) |"
+        + " | outside the job (process, imports, run set-up) | start to start - measured s (of it warm-up) |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for launcher in a.launchers.split(","):
         walls, measured, in_job = [], [], []
         for jobs in (a.few, a.many):
@@ -109,6 +125,7 @@ def main() -> None:
                     x["job_wall_s"] - x["device_wait_s"] - measured_s(r) for x, r in zip(m, runs[1:], strict=True)
                 ]
                 parts = overhead_parts(runs[1:])
+                direct = start_to_start(runs)
         slope = (walls[1] - walls[0]) / (a.many - a.few)
         per_job_measured = (measured[1] - measured[0]) / (a.many - a.few)
         fixed = slope - per_job_measured
@@ -117,7 +134,7 @@ def main() -> None:
         print(
             f"| {launcher} | {walls[0]:.1f} / {walls[1]:.1f} | {per_job_measured:.2f} | {startup:.1f} | "
             f"{fixed:.2f} | {mean_in_job:.2f} | {', '.join(f'{v:.2f}' for v in parts.values())} | "
-            f"{fixed - mean_in_job:.2f} |",
+            f"{fixed - mean_in_job:.2f} | {direct} |",
             flush=True,
         )
 
