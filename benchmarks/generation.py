@@ -190,7 +190,7 @@ def main() -> None:
         )
         if args.hand_after and engine == "compile":
             try:
-                tuned = "engine.coordinate_descent=true" in args.set
+                tuned = any(x.replace(" ", "").lower() == "engine.coordinate_descent=true" for x in args.set)
                 step, pre = hand_loop(model, b, args.new_tokens, p, True, attn, fuse=fuse == "true", tuned=tuned)
             except Exception as err:  # noqa: BLE001
                 print(f"| {Path(model).name} | {label}, hand-timed | FAILED: {type(err).__name__}: {err} |")
