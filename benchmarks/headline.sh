@@ -6,10 +6,12 @@
 # p50 batch latency as median [min-max] over the repetitions, whether the ranges overlap, each side's
 # direction against fp32, and per pair ela / hand and the speed-up's sign; then ela.analyze over the sweep.
 #   bash benchmarks/headline.sh MODEL_DIR DATA_DIR [OUT_DIR]      (on the GPU machine)
-# Env: SEEDS (default 0,1,2), PRECISIONS (fp32,tf32,fp16,bf16), HAND_WINDOW_S (2.5), EXTRA (more overrides,
-# e.g. for a CPU try: PRECISIONS=fp32,bf16 EXTRA="measure.min_window_s=0.3 dataset.limit=64").
-# ~22 min on an H200 (24 jobs of ~45 s, ~9 s of hand loop after each): where calls end at 600 s, start it
-# detached (setsid) from a copy of the checkout and poll.
+# Env: SEEDS (default 0,1,2), PRECISIONS (fp32,tf32,fp16,bf16), HAND_WINDOW_S (2.5), IDLE_WINDOW_S (0: no idle
+# baseline; neither the cost per sample nor batch latency uses it, and settling plus reading it took ~20 s of
+# each ~45 s job; ela's default is 5), EXTRA (more overrides, e.g. for a CPU try: PRECISIONS=fp32,bf16
+# EXTRA="measure.min_window_s=0.3 dataset.limit=64").
+# ~15-20 min on an H200 (24 jobs, ~9 s of hand loop after each): where calls end at 600 s, start it detached
+# (setsid) from a copy of the checkout and poll.
 set -euo pipefail
 model=$1 data=$2 out=$(realpath -m "${3:-headline-out}")
 mkdir -p "$out"
@@ -22,7 +24,7 @@ start=$(date +%s)
 # shellcheck disable=SC2086  # EXTRA is a list of overrides
 PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}$here" python -m ela.run -m precision="${PRECISIONS:-fp32,tf32,fp16,bf16}" \
     batch=1,8 seed="${SEEDS:-0,1,2}" model=local model.path="$model" dataset.path="$data" tracking.uri="$store" \
-    +hydra.callbacks.hand._target_=overhead.HandAfterJob +hydra.callbacks.hand.csv="$out/hand.csv" \
+    measure.idle_window_s="${IDLE_WINDOW_S:-0}" +hydra.callbacks.hand._target_=overhead.HandAfterJob +hydra.callbacks.hand.csv="$out/hand.csv" \
     +hydra.callbacks.hand.window_s="${HAND_WINDOW_S:-2.5}" ${EXTRA:-} 2>&1 \
     | { grep -v "HYDRA\]\|Warning" || true; } | tee "$out/sweep.log"
 echo "sweep wall time $(( $(date +%s) - start )) s" | tee -a "$out/sweep.log"

@@ -155,8 +155,9 @@ class MeasureConfig:
 
     def __post_init__(self) -> None:
         _positive_int("measure.warmup_batches", self.warmup_batches, 0)
-        for key in ("min_window_s", "idle_window_s", "trace_interval_s"):
+        for key in ("min_window_s", "trace_interval_s"):
             _check(getattr(self, key) > 0, f"measure.{key}", getattr(self, key), "> 0 seconds")
+        _check(self.idle_window_s >= 0, "measure.idle_window_s", self.idle_window_s, ">= 0 s (0: no idle baseline)")
         _positive_int("measure.repeats", self.repeats)
         _check(self.idle_max_settle_s >= 0, "measure.idle_max_settle_s", self.idle_max_settle_s, ">= 0 seconds")
         _one_of("measure.energy_meter", self.energy_meter, ENERGY_METERS)

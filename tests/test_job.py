@@ -54,3 +54,13 @@ def test_a_limit_above_the_split_is_a_warning(tmp_path):
     out = measure(tmp_path, *FAST, "dataset.limit=100000", "codecarbon.enabled=false")
     assert out.metrics["num_samples"] == 872 and out.tags["ela.dataset_rows"] == "872"
     assert "dataset.limit=100000 exceeds the 872 rows" in out.tags["ela.warning"]
+
+
+def test_no_idle_baseline_gives_gross_energy_only(tmp_path):
+    # measure.idle_window_s=0: no idle reading, so no dynamic (above-idle) figure is made up; the line says so.
+    from ela.tracking.report import summary_line
+
+    out = measure(tmp_path, *FAST, "measure.idle_window_s=0", "codecarbon.enabled=false")
+    m = out.metrics
+    assert m["energy_j_per_sample"] > 0 and "idle_power_w" not in m and "dynamic_energy_j_per_sample" not in m
+    assert "dynamic n/a, no idle baseline" in summary_line("x", "FINISHED", m, out.tags, "0" * 32)

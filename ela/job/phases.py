@@ -76,12 +76,13 @@ class Phases:
         return model
 
     def measure_idle(self) -> None:
-        """Idle power with the model loaded, and how often the meter's counter moves."""
+        """Idle power with the model loaded (unless measure.idle_window_s=0), and how often the counter moves."""
         if self.meter is None:
             return
         self.step("idle power")
         me = self.job.measure
-        self.idle = idle_power(self.meter, me.idle_max_settle_s, me.idle_window_s)
+        if me.idle_window_s > 0:  # 0: no baseline, so no dynamic (above-idle) figures, rather than a guessed one
+            self.idle = idle_power(self.meter, me.idle_max_settle_s, me.idle_window_s)
         if self.meter.counter is not None:
             self.tick_s = tick_period_s(self.meter.counter, max_s=0.6)
 

@@ -82,11 +82,12 @@ def window_metrics(
             if n < MIN_TICKS
         ]
     measured = [w for w in windows if w.window is not None]
-    if measured and idle_power_w is not None:
+    if measured:
         out["window_energy_j"] = float(np.mean([w.window.energy_j for w in measured]))
         out["avg_power_w"] = float(np.mean([w.window.avg_power_w for w in measured]))
-        out["idle_power_w"] = idle_power_w
         out.update(_mean_sd_cv([w.window.energy_j / w.samples for w in measured], "energy_j_per_sample"))
+    if measured and idle_power_w is not None:  # without an idle baseline, gross figures only
+        out["idle_power_w"] = idle_power_w
         dynamic = [dynamic_energy_j(w.window, idle_power_w) for w in measured]
         out["dynamic_energy_j"] = float(np.mean(dynamic))
         out.update(
@@ -154,12 +155,12 @@ def generation_metrics(
         out.update(_mean_sd_cv(rates, "prefill_tokens_per_s"))
     measured = [w for w in windows if w.window is not None]
     pre = [w for w in prefill_windows if w.window is not None]
-    if not measured or not pre or idle_power_w is None:
+    if not measured or not pre:
         return out
-    for prefix, energy in (
-        ("", lambda w: w.window.energy_j),
-        ("dynamic_", lambda w: dynamic_energy_j(w.window, idle_power_w)),
-    ):
+    energies = [("", lambda w: w.window.energy_j)]
+    if idle_power_w is not None:  # without an idle baseline, gross figures only
+        energies.append(("dynamic_", lambda w: dynamic_energy_j(w.window, idle_power_w)))
+    for prefix, energy in energies:
         out.update(
             _mean_sd_cv([energy(w) / (w.passes * out_tokens) for w in measured], f"{prefix}energy_j_per_output_token")
         )

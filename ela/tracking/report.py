@@ -39,10 +39,8 @@ def summary_line(name: str, status: str, metrics: dict[str, float], tags: dict[s
         if s.TOKEN_ENERGY in metrics:
             parts.append(f"{metrics[s.TOKEN_ENERGY]:.5f} J/output token")
     if s.ENERGY in metrics:
-        parts.append(
-            f"{metrics[s.ENERGY]:.4f} J/sample ({tags.get('ela.method.energy')}, "
-            f"dynamic {metrics[s.DYNAMIC_ENERGY]:.4f})"
-        )
+        dynamic = f"{metrics[s.DYNAMIC_ENERGY]:.4f}" if s.DYNAMIC_ENERGY in metrics else "n/a, no idle baseline"
+        parts.append(f"{metrics[s.ENERGY]:.4f} J/sample ({tags.get('ela.method.energy')}, dynamic {dynamic})")
     else:
         parts.append(f"no energy: {tags.get('ela.method.energy', 'no meter')}")
     verdict = tags.get("ela.verdict", "ok")
