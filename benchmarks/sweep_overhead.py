@@ -14,7 +14,8 @@ unmeasured phases (load, untimed references, engine setup, warm-up) and the rest
 MLflow logging); the remainder of the fixed overhead is outside the job (process start and imports
 where the launcher starts one, Hydra's set-up of the job, the MLflow run's creation). The slope of two
 sweeps is fragile on a busy host (it came out negative once); the last column measures the same cost
-directly where jobs run one at a time: from one run's start to the next's, minus what the first measured.
+directly where jobs run one at a time: from one run's start to the next's, minus what the first measured,
+after the sweep's first job (so `--many` of 3 or more).
 
     python benchmarks/sweep_overhead.py [--few 1] [--many 5] [--window 1.0] [--model DIR --data DIR --device cuda]
 """
@@ -77,9 +78,11 @@ def overhead_parts(runs) -> dict[str, float]:
 def start_to_start(runs) -> str:
     """Direct per-job overhead: from one run's start to the next's, minus what the first measured.
 
-    Mean over consecutive jobs, with its warm-up part in brackets; "n/a (jobs overlap)" where a launcher
-    runs jobs at once, so that the gap is no cost of one job.
+    Mean over consecutive jobs after the sweep's first (which pays its process's first CUDA context, first
+    loads and caches), with its warm-up part in brackets; "n/a (jobs overlap)" where a launcher runs jobs at
+    once, so that the gap is no cost of one job.
     """
+    runs = runs[1:]
     pairs = list(zip(runs[:-1], runs[1:], strict=True))
     if not pairs or any(b.info.start_time < a.info.end_time for a, b in pairs):
         return "n/a (jobs overlap)"

@@ -29,6 +29,9 @@ from ela.tracking.identity import AXES_ENV, config_hash, flatten, run_name, swep
 from ela.tracking.report import summary_line
 from ela.tracking.store import PARENT_ENV, Tracker, one_line, tracking_uri
 
+# Set by a launcher whose job processes exit after one job (hydra_plugins/ela_launcher's fork launcher).
+PROCESS_ENDS_AFTER_JOB = False
+
 
 def run_job(cfg: DictConfig) -> dict[str, Any]:
     """Run one job inside its own MLflow run; any exception ends that run FAILED, never the sweep."""
@@ -120,7 +123,8 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
             sys.exit(1)
         return {"run_id": run_id, "status": "FAILED", "error": message}
     finally:
-        release_device()
+        if not PROCESS_ENDS_AFTER_JOB:  # a forked job's process exits next: freeing would only cost (~0.5 s)
+            release_device()
 
 
 def close_run(

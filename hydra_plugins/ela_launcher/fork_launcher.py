@@ -37,7 +37,10 @@ def _job(
     """In the forked child: Hydra's job set-up, then ela's job function; the JobReturn goes back through `out`."""
     from omegaconf.basecontainer import BaseContainer
 
+    import ela.run
     from ela.run import run_job as task  # ela's job function (what `python -m ela.run`'s task wraps)
+
+    ela.run.PROCESS_ENDS_AFTER_JOB = True  # this process ends after the job: nothing to free for a next one
 
     setup_globals()  # Hydra's resolvers; importing ela.run registered ela's
     Singleton.set_state({"instances": instances, "omegaconf_resolvers": BaseContainer._resolvers})
