@@ -212,3 +212,18 @@ def test_runs_whose_predictions_cannot_be_read_are_named(cpu_axis_sweep):
         in proc.stdout
     )
     assert path
+
+
+def test_a_sweep_without_idle_baseline_is_analysed_with_gross_energy_and_says_so(tmp_path):
+    # measure.idle_window_s=0 (benchmarks/headline.sh): no dynamic figures anywhere, and the analysis notes it.
+    import pandas as pd
+
+    proc = run_ela(tmp_path, "precision=fp32,bf16", *LOCAL, *FAKE_GPU, "dataset.limit=24", "measure.repeats=1",
+                   "measure.idle_window_s=0", "codecarbon.enabled=false")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "dynamic n/a, no idle baseline" in proc.stdout
+    result = analyze(tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "2 job(s) ran without an idle baseline (measure.idle_window_s=0)" in result.stdout
+    configs = pd.read_csv(tmp_path / "multirun" / "analysis" / "configs.csv")
+    assert configs["energy_j_per_sample"].gt(0).all() and "dynamic_energy_j_per_sample" not in configs

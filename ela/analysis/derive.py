@@ -57,7 +57,8 @@ def add_derived(runs: pd.DataFrame) -> pd.DataFrame:
             r[s.ENERGY_PER_CORRECT] = r[s.ENERGY] / r[s.ACCURACY]
             r[f"{s.ENERGY_PER_CORRECT}_sd"] = window_sd / r[s.ACCURACY]
         r["samples_per_j"] = 1.0 / r[s.ENERGY]
-        r["dynamic_share"] = r[s.DYNAMIC_ENERGY] / r[s.ENERGY]
+        if s.DYNAMIC_ENERGY in r:  # absent where jobs ran without an idle baseline (measure.idle_window_s=0)
+            r["dynamic_share"] = r[s.DYNAMIC_ENERGY] / r[s.ENERGY]
         if s.EMISSIONS_G in r and s.CODECARBON_KWH in r:
             # Window energy x the grid intensity CodeCarbon used (g/kWh) -> mg CO2e per sample.
             factor = r[s.EMISSIONS_G] / r[s.CODECARBON_KWH] / 3.6e6 * 1000.0

@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from ela import ElaError
+from ela import schema as s
 from ela.analysis import compare
 from ela.analysis.derive import add_derived, configurations, drift_notes
 from ela.analysis.difficulty import difficulty_table
@@ -52,7 +53,7 @@ def analyze(cfg: AnalyzeConfig) -> tuple[Analysis, Tracker]:
     """Everything but the output: runs, aggregation, fronts, recommendations, difficulty."""
     uri = tracking_uri(cfg.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI"), Path.cwd())
     tracker = Tracker(uri, cfg.experiment, create=False)
-    parents = [find_sweep(tracker, str(s)) for s in (cfg.sweep if isinstance(cfg.sweep, list) else [cfg.sweep])]
+    parents = [find_sweep(tracker, str(name)) for name in (cfg.sweep if isinstance(cfg.sweep, list) else [cfg.sweep])]
     parent = parents[0]  # where the files are logged and named after
     all_runs = pd.concat([load_runs(tracker, p.info.run_id, cfg.filter) for p in parents], ignore_index=True)
     if all_runs.empty:
@@ -79,6 +80,12 @@ def analyze(cfg: AnalyzeConfig) -> tuple[Analysis, Tracker]:
     if "tags.ela.energy_scope" in finished and (finished["tags.ela.energy_scope"] == "cpu+ram").any():
         notes.append(
             "Energy per sample here is CodeCarbon's CPU+RAM model over each window (no readable RAPL): modelled."
+        )
+    idle = finished[s.IDLE_POWER] if s.IDLE_POWER in finished else pd.Series(float("nan"), index=finished.index)
+    if s.ENERGY in finished and (no_idle := finished[s.ENERGY].notna() & idle.isna()).any():
+        notes.append(
+            f"{int(no_idle.sum())} job(s) ran without an idle baseline (measure.idle_window_s=0): gross energy only, "
+            "no dynamic (above-idle) figures."
         )
     if len(running):
         notes.append(f"{len(running)} job(s) still RUNNING, left out: " + ", ".join(running["tags.mlflow.runName"]))
