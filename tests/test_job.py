@@ -64,3 +64,15 @@ def test_no_idle_baseline_gives_gross_energy_only(tmp_path):
     m = out.metrics
     assert m["energy_j_per_sample"] > 0 and "idle_power_w" not in m and "dynamic_energy_j_per_sample" not in m
     assert "dynamic n/a, no idle baseline" in summary_line("x", "FINISHED", m, out.tags, "0" * 32)
+
+
+def test_a_long_job_says_how_long_after_its_warm_up(tmp_path, monkeypatch, caplog):
+    # The threshold (10 min) lowered to 0 s: every job is "long"; the estimate is the warm-up pass x passes left.
+    import ela.job.phases
+
+    monkeypatch.setattr(ela.job.phases, "LONG_JOB_S", 0.0)
+    with caplog.at_level("WARNING", logger="ela.job.phases"):
+        measure(tmp_path, *FAST, "codecarbon.enabled=false")
+    (msg,) = [r.getMessage() for r in caplog.records if r.name == "ela.job.phases"]
+    assert "a pass over its 24 samples took" in msg and "1 energy window(s) need about" in msg
+    assert "dataset.limit=" in msg

@@ -87,7 +87,7 @@ def measure_generation(ph: Phases) -> Raw:
     def whole(inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         return gen(inputs, None)
 
-    warmup(whole, batches, me.warmup_batches, sync)
+    ph.expect(warmup(whole, batches, me.warmup_batches, sync), batches.num_samples)  # prefill windows: extra
     warmup(prefill, batches, 0, sync)  # the prefill windows' forward has shapes of its own to warm up
     ph.step("timed generations")
     # On a GPU every token is stamped with a CUDA event: no synchronisation between steps inside the timing.

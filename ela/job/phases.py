@@ -6,6 +6,8 @@ and each step's wall time adds to its schema phase (`phase_*_s`).
 
 from __future__ import annotations
 
+import logging
+import math
 import resource
 import time
 
@@ -23,6 +25,9 @@ from ela.measure.nvml import card_state
 from ela.measure.trace import PowerTrace
 from ela.runtime.device import DTYPE, autocast, set_tf32, synchronizer, tf32_state
 from ela.runtime.models import apply_precision
+
+log = logging.getLogger(__name__)
+LONG_JOB_S = 600.0  # a job whose timed passes and windows will take longer than this says so after its warm-up
 
 
 def phase_of(step: str) -> str:
@@ -85,6 +90,18 @@ class Phases:
             self.idle = idle_power(self.meter, me.idle_max_settle_s, me.idle_window_s)
         if self.meter.counter is not None:
             self.tick_s = tick_period_s(self.meter.counter, max_s=0.6)
+
+    def expect(self, pass_s: float, samples: int) -> None:
+        """After the warm-up: if the timed passes and energy windows will take long, say so once, with the fix."""
+        me = self.job.measure
+        passes = max(1, math.ceil(me.min_window_s / max(pass_s, 1e-9)))  # whole passes per timing or window
+        left = pass_s * passes * (1 + me.repeats)
+        if left > LONG_JOB_S:
+            log.warning(
+                "%s: a pass over its %d samples took %.0f s in the warm-up, so its timed passes and %d energy "
+                "window(s) need about %.0f min more; dataset.limit= (fewer samples) or a larger batch shortens it",
+                self.job.run_name, samples, pass_s, me.repeats, left / 60,
+            )  # fmt: skip
 
     def windows(self, runs: dict[str, Forward], batches) -> dict[str, list[EnergyWindow]]:
         """measure.repeats energy windows of each named workload, the card's state and host load around them."""

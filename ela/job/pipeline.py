@@ -217,7 +217,7 @@ def run_phases(job: JobConfig, device: torch.device, choice: MeterChoice, trace:
     forward, setup_s, reuse = kept.build(job, model, ph.amp, batches, device, sync)
     ph.measure_idle()
     ph.step("warm-up")
-    warmup(forward, batches, me.warmup_batches, sync)
+    ph.expect(warmup(forward, batches, me.warmup_batches, sync), batches.num_samples)
     ph.step("latency passes")
     lat = latency_passes(forward, batches, sync, me.min_window_s, on_pass=ph.tick)
     windows = ph.windows({"window": forward}, batches)["window"]

@@ -40,18 +40,23 @@ def predict(forward: Forward, batches: Batches) -> torch.Tensor:
     return torch.cat(out)
 
 
-def warmup(forward: Forward, batches: Batches, n: int, sync: Callable[[], None]) -> None:
+def warmup(forward: Forward, batches: Batches, n: int, sync: Callable[[], None]) -> float:
     """One whole pass (every batch shape once), then n more batches, so nothing runs for the first time timed.
 
     Eager batches are padded to their own longest sequence, so a pass holds dozens of shapes; a shape's
     first call pays for kernel selection and allocations, which would otherwise land in the first timed pass.
+    Returns the whole pass's wall time (first calls included: an upper bound on a timed pass).
     """
+    t0 = time.perf_counter()
     for inputs in batches.inputs:
         forward(inputs)
         interrupt.check()
+    sync()
+    pass_s = time.perf_counter() - t0
     for i in range(n):
         forward(batches.inputs[i % len(batches.inputs)])
     sync()
+    return pass_s
 
 
 @dataclass(frozen=True)
