@@ -10,8 +10,8 @@
 # baseline; neither the cost per sample nor batch latency uses it, and settling plus reading it took ~20 s of
 # each ~45 s job; ela's default is 5), EXTRA (more overrides, e.g. for a CPU try: PRECISIONS=fp32,bf16
 # EXTRA="measure.min_window_s=0.3 dataset.limit=64").
-# ~15-20 min on an H200 (24 jobs, ~9 s of hand loop after each): where calls end at 600 s, start it detached
-# (setsid) from a copy of the checkout and poll.
+# ~21 min on an H200 (24 jobs of ~52 s from one's start to the next's, hand loop included; measured at 3a672dc):
+# where calls end at 600 s, start it detached (setsid) from a copy of the checkout and poll.
 set -euo pipefail
 model=$1 data=$2 out=$(realpath -m "${3:-headline-out}")
 mkdir -p "$out"
