@@ -84,7 +84,9 @@ def start_to_start(runs) -> str:
     """
     runs = runs[1:]
     pairs = list(zip(runs[:-1], runs[1:], strict=True))
-    if not pairs or any(b.info.start_time < a.info.end_time for a, b in pairs):
+    if not pairs:
+        return "n/a (needs --many of 3 or more)"
+    if any(b.info.start_time < a.info.end_time for a, b in pairs):
         return "n/a (jobs overlap)"
     gaps = [(b.info.start_time - a.info.start_time) / 1000 - measured_s(a) for a, b in pairs]
     warm = [a.data.metrics.get("phase_warmup_s", 0.0) for a, _ in pairs]
