@@ -6,12 +6,17 @@
 # p50 batch latency as median [min-max] over the repetitions, whether the ranges overlap, each side's
 # direction against fp32, and per pair ela / hand and the speed-up's sign; then ela.analyze over the sweep.
 #   bash benchmarks/headline.sh MODEL_DIR DATA_DIR [OUT_DIR]      (on the GPU machine)
-# Env: SEEDS (default 0,1,2), PRECISIONS (fp32,tf32,fp16,bf16), HAND_WINDOW_S (2.5), IDLE_WINDOW_S (0: no idle
+# Env: SEEDS (default 0,1,2), PRECISIONS (fp32,tf32,fp16,bf16), BATCHES (1,8), HAND_WINDOW_S (2.5), IDLE_WINDOW_S (0: no idle
 # baseline; neither the cost per sample nor batch latency uses it, and settling plus reading it took ~20 s of
 # each ~45 s job; ela's default is 5), EXTRA (more overrides, e.g. for a CPU try: PRECISIONS=fp32,bf16
 # EXTRA="measure.min_window_s=0.3 dataset.limit=64").
+# DEADLINE_S (0: none): stop the sweep by SIGTERM that many seconds after it starts (jobs left are closed
+# KILLED) and still compare what finished, so a device call of 600 s returns a result of its own.
 # ~21 min on an H200 (24 jobs of ~52 s from one's start to the next's, hand loop included; measured at 3a672dc):
-# where calls end at 600 s, start it detached (setsid) from a copy of the checkout and poll.
+# longer than one device call. A run detached across calls was lost with its machine in 3 of 3 tries (the lent
+# machine is given back 30 s after a call ends), so run it a part per call, each with its own out dir and
+# DEADLINE_S, e.g. `SEEDS=0 DEADLINE_S=480` (8 jobs, ~7 min) or `BATCHES=8` (12 jobs, ~8 min), and merge
+# the calls: overhead.py --sweep-uri sqlite:///A/headline.db,sqlite:///B/headline.db --hand-csv A/hand.csv,B/hand.csv
 set -euo pipefail
 model=$1 data=$2 out=$(realpath -m "${3:-headline-out}")
 mkdir -p "$out"
@@ -22,11 +27,12 @@ if command -v nvidia-smi > /dev/null; then
 fi
 start=$(date +%s)
 # shellcheck disable=SC2086  # EXTRA is a list of overrides
-PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}$here" python -m ela.run -m precision="${PRECISIONS:-fp32,tf32,fp16,bf16}" \
-    batch=1,8 seed="${SEEDS:-0,1,2}" model=local model.path="$model" dataset.path="$data" tracking.uri="$store" \
+PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}$here" timeout --signal=TERM --kill-after=60 "${DEADLINE_S:-0}" python -m ela.run -m precision="${PRECISIONS:-fp32,tf32,fp16,bf16}" \
+    batch="${BATCHES:-1,8}" seed="${SEEDS:-0,1,2}" model=local model.path="$model" dataset.path="$data" tracking.uri="$store" \
     measure.idle_window_s="${IDLE_WINDOW_S:-0}" +hydra.callbacks.hand._target_=overhead.HandAfterJob +hydra.callbacks.hand.csv="$out/hand.csv" \
     +hydra.callbacks.hand.window_s="${HAND_WINDOW_S:-2.5}" ${EXTRA:-} 2>&1 \
-    | { grep -v "HYDRA\]\|Warning" || true; } | tee "$out/sweep.log"
+    | { grep --line-buffered -v "HYDRA\]\|Warning" || true; } | tee "$out/sweep.log" \
+    || echo "sweep stopped (DEADLINE_S=${DEADLINE_S:-0} or an error above): comparing what finished" | tee -a "$out/sweep.log"
 echo "sweep wall time $(( $(date +%s) - start )) s" | tee -a "$out/sweep.log"
 python "$here/overhead.py" --sweep-uri "$store" --hand-csv "$out/hand.csv" | tee "$out/compare.md"
 MLFLOW_TRACKING_URI="$store" python -m ela.analyze "sweep=[$(python "$here/overhead.py" --list-sweeps "$store")]" \

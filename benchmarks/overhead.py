@@ -8,7 +8,8 @@ Three modes, all on the same model and data:
   time / samples, no per-batch sync) and the p50 batch latency (device synchronised around each
   batch) -- as median [min-max] over the rounds, their ratio, and the sign of each speed-up vs fp32.
 * `--hand-only --csv F`: the hand-written loop alone, to a CSV (to run before and after a sweep).
-* `--sweep-uri U --hand-csv F1,F2`: every sweep in U (a repetition each) next to those hand-loop CSVs,
+* `--sweep-uri U1,U2 --hand-csv F1,F2`: every sweep in those stores (a repetition each; a store per device
+  call) next to those hand-loop CSVs,
   with whether each side's [min-max] range overlaps the other's; rows with a `seed` (written by
   `HandAfterJob`) are also paired with the job of that config and seed: ela / hand per pair.
 * `HandAfterJob`, a Hydra callback (`headline.sh` adds it to the README's main command): after each job,
@@ -305,24 +306,33 @@ def sweep_ids(uri: str) -> list[str]:
 
 
 def compare_sweep(args, rows) -> None:
-    """Every sweep's jobs (a repetition each: seeds) next to hand-loop rounds, each side median [min-max]."""
+    """Every sweep's jobs (a repetition each: seeds) next to hand-loop rounds, each side median [min-max].
+
+    `--sweep-uri` may name several stores (one per device call): a pair is a job and the hand-loop row that
+    names its run id, and each call's seeds stay apart (`call:seed`), so calls with the same seeds add pairs.
+    """
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(args.sweep_uri)
-    exp = client.get_experiment_by_name("ela")
-    pairs: dict[tuple[str, int, int], dict[str, dict]] = defaultdict(dict)
-    runs = [r for p in sweep_ids(args.sweep_uri) for r in
-            client.search_runs([exp.experiment_id], f"tags.`mlflow.parentRunId` = '{p}'")]  # fmt: skip
-    for run in runs:
+    pairs: dict[tuple[str, int, str], dict[str, dict]] = defaultdict(dict)
+    rep_of, runs = {}, []  # run id -> (config, repetition)
+    uris = args.sweep_uri.split(",")
+    for i, uri in enumerate(uris):
+        client = MlflowClient(uri)
+        exp = client.get_experiment_by_name("ela")
+        for p in sweep_ids(uri):
+            runs += [(i, r) for r in client.search_runs([exp.experiment_id], f"tags.`mlflow.parentRunId` = '{p}'")]
+    for i, run in runs:
         if run.info.status != "FINISHED":
             continue
         m, key = run.data.metrics, (run.data.params["precision.name"], int(run.data.params["batch"]))
+        seed = run.data.params.get("seed", "0")
+        rep = f"{i}:{seed}" if len(uris) > 1 else str(seed)
+        rep_of[run.info.run_id] = (*key, rep)
         rows[key]["ela:cost_ms_per_sample"].append(m["cost_ms_per_sample"])
         rows[key]["ela:batch_latency_ms_p50"].append(m["batch_latency_ms_p50"])
-        pairs[(*key, int(run.data.params.get("seed", 0)))]["ela"] = m
+        pairs[(*key, rep)]["ela"] = m
         cv = m.get("cost_ms_per_sample_cv", 0)
-        print(f"ela {key[0]}-b{key[1]} seed {run.data.params.get('seed')}: cost {m['cost_ms_per_sample']:.3f} "
-              f"(window CV {cv:.1%}), "
+        print(f"ela {key[0]}-b{key[1]} seed {rep}: cost {m['cost_ms_per_sample']:.3f} (window CV {cv:.1%}), "
               f"p50 {m['batch_latency_ms_p50']:.2f}, p90 {m['batch_latency_ms_p90']:.2f}, stalled "
               f"{m['stalled_batch_share']:.1%}, verdict {run.data.tags.get('ela.verdict')}")  # fmt: skip
     for path in args.hand_csv.split(","):
@@ -331,8 +341,11 @@ def compare_sweep(args, rows) -> None:
                 key = (r["precision"], int(r["batch"]))
                 rows[key]["hand:cost_ms_per_sample"].append(float(r["cost_ms_per_sample"]))
                 rows[key]["hand:batch_latency_ms_p50"].append(float(r["batch_latency_ms_p50"]))
-                if r.get("seed") not in (None, ""):
-                    pairs[(*key, int(r["seed"]))]["hand"] = {k: float(r[k]) for k in KEYS}
+                pair = rep_of.get(r.get("run_id") or "")  # the job this row followed (HandAfterJob)
+                if pair is None and len(uris) == 1 and r.get("seed") not in (None, ""):
+                    pair = (*key, str(r["seed"]))
+                if pair in pairs:
+                    pairs[pair]["hand"] = {k: float(r[k]) for k in KEYS}
     print(
         f"\n{len(runs)} jobs of the store's sweeps (one per repetition) vs {len(args.hand_csv.split(','))} "
         "hand-loop file(s) (median [min-max]):\n"
@@ -347,7 +360,7 @@ def compare_sweep(args, rows) -> None:
         paired_table(paired, [k for k in order if any(p[:2] == k for p in paired)])
 
 
-def paired_table(pairs: dict[tuple[str, int, int], dict[str, dict]], configs: list[tuple[str, int]]) -> None:
+def paired_table(pairs: dict[tuple[str, int, str], dict[str, dict]], configs: list[tuple[str, int]]) -> None:
     """Markdown: per config, ela / hand of each pair (median [min-max]) and each pair's speed-up vs fp32."""
     print("| config | pairs | cost ela / hand | p50 ela / hand | speed-up vs fp32 per seed, hand | ela | signs agree |")
     print("|---|---|---|---|---|---|---|")
