@@ -17,6 +17,10 @@
 # machine is given back 30 s after a call ends), so run it a part per call, each with its own out dir and
 # DEADLINE_S, e.g. `SEEDS=0 DEADLINE_S=480` (8 jobs, ~7 min) or `BATCHES=8` (12 jobs, ~8 min), and merge
 # the calls: overhead.py --sweep-uri sqlite:///A/headline.db,sqlite:///B/headline.db --hand-csv A/hand.csv,B/hand.csv
+# On a host of several GPUs the whole grid fits one call: EXTRA="hydra/launcher=fork hydra.launcher.n_jobs=4
+# gpus=all" (4 GPUs: 6 rounds of ~1 min). Each job's hand loop runs in its forked process on its own GPU (the
+# CSV's gpu column), and the launcher starts no job until that process ends, so no GPU is shared
+# (mechanics tried on CPU with n_jobs=2).
 set -euo pipefail
 model=$1 data=$2 out=$(realpath -m "${3:-headline-out}")
 mkdir -p "$out"

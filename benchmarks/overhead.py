@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import argparse
 import csv
+import fcntl
+import os
 import statistics
 import time
 from collections import defaultdict
@@ -146,11 +148,11 @@ class HandAfterJob(Callback):
         precision, batch, seed = str(config.precision.name), int(config.batch), int(config.seed)
         m = self.hand.measure(precision, batch, self.window_s, self.windows)
         row = {"round": seed, "seed": seed, "side": "hand", "precision": precision, "batch": batch, **m,
-               "run_id": ret.get("run_id", "")}  # fmt: skip
-        new = not self.csv.exists()
+               "run_id": ret.get("run_id", ""), "gpu": os.environ.get("CUDA_VISIBLE_DEVICES", "")}  # fmt: skip
         with open(self.csv, "a", newline="") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)  # jobs of a parallel launcher (fork, n_jobs>1) end at once
             w = csv.DictWriter(f, fieldnames=list(row))
-            if new:
+            if f.seek(0, 2) == 0:  # empty once the lock is ours: this row is the first
                 w.writeheader()
             w.writerow(row)
         print(f"[hand] {precision}-b{batch}-s{seed}: {figures(m)}", flush=True)
