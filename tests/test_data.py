@@ -1,4 +1,4 @@
-"""Loading labelled splits through `datasets` from local TSV/CSV/JSONL/Parquet, and tokenizing them."""
+"""Loading labelled splits from local TSV/CSV/JSON(L)/Parquet files (no `datasets`), and tokenizing them."""
 
 from dataclasses import replace
 
@@ -56,6 +56,19 @@ def test_other_file_types(tmp_path, suffix):
     assert split.texts == ["good film", "bad film", "fine"] and split.labels == [1, 0, 1]
 
 
+def test_text_files_read_as_pandas_reads_them(tmp_path):
+    """Quoted csv fields keep their commas and newlines, blank lines are skipped, a JSON array is records."""
+    csv_file = tmp_path / "q.csv"
+    csv_file.write_text('text,label\n"good, and\nlong",1\n\n"bad",0\n', encoding="utf-8")
+    json_file = tmp_path / "a.json"
+    json_file.write_text('[{"text": "x", "label": 1}, {"text": "y", "label": 0}]', encoding="utf-8")
+    cfg = replace(SST2_CFG, text_column="text", local_file=None)
+    read = {p.suffix: load_split(replace(cfg, path=str(p))) for p in (csv_file, json_file)}
+    assert read[".csv"].texts == ["good, and\nlong", "bad"] and read[".csv"].labels == [1, 0]
+    assert read[".json"].texts == ["x", "y"] and read[".json"].labels == [1, 0]
+    assert not list(tmp_path.glob("**/*.arrow"))  # nothing cached beside or under the data
+
+
 def test_string_labels_map_through_label_names(tmp_path):
     path = tmp_path / "d.jsonl"
     pd.DataFrame({"sentence": ["a", "b"], "label": ["positive", "negative"]}).to_json(
@@ -98,6 +111,7 @@ def test_a_limit_above_the_split_is_said_not_silent():
         (b"sentence\tlabel\ngood\tmaybe\n", "neither an integer"),
         (b"sentence\tlabel\n", "empty"),
         (b"sentence\tlabel\ncr\xe8me\t1\n", "could not read"),
+        (b"sentence\tlabel\ngood\t1\tmore\n", "row 1 has 3 fields, the header has 2"),
     ],
 )
 def test_bad_files_give_clear_errors(tmp_path, content, message):

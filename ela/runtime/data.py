@@ -1,8 +1,7 @@
-"""Load a labelled evaluation split (Hub or local file, through `datasets`) and tokenize it once."""
+"""Load a labelled evaluation split (a local file, or the Hub through `datasets`) and tokenize it once."""
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -10,20 +9,13 @@ from typing import TYPE_CHECKING
 import torch
 
 from ela import ElaError
+from ela.runtime.files import SUFFIXES, read_columns
 from ela.runtime.hub import require_hub
 
 if TYPE_CHECKING:  # config imports this module's choices: no import of config at run time
     from ela.config import DatasetConfig
 
 ORDERS = ("original", "by_length")  # dataset.order: batch in file order, or sorted by token length
-# File suffix -> `datasets` builder and the reader options it needs.
-BUILDERS = {
-    ".tsv": ("csv", {"sep": "\t", "quoting": csv.QUOTE_NONE, "keep_default_na": False}),
-    ".csv": ("csv", {"keep_default_na": False}),
-    ".jsonl": ("json", {}),
-    ".json": ("json", {}),
-    ".parquet": ("parquet", {}),
-}
 
 
 @dataclass(frozen=True)
@@ -88,53 +80,59 @@ def local_file(cfg: DatasetConfig) -> Path:
         path = path / cfg.local_file
         if not path.is_file():
             raise ElaError(f"{path} not found (dataset.path + dataset.local_file)")
-    if path.suffix.lower() not in BUILDERS:
-        raise ElaError(f"dataset file {path} has an unsupported type; use one of {', '.join(BUILDERS)}")
+    if path.suffix.lower() not in SUFFIXES:
+        raise ElaError(f"dataset file {path} has an unsupported type; use one of {', '.join(SUFFIXES)}")
     return path
 
 
 def load_split(cfg: DatasetConfig) -> EvalSplit:
-    """Read the split through `datasets`, check columns and labels, apply `limit`."""
+    """Read the split (a local file directly, a Hub dataset through `datasets`), check columns, apply `limit`."""
+    if cfg.path:
+        path = local_file(cfg)
+        source = str(path.resolve())
+        columns = read_columns(path)
+        if not columns or not any(columns.values()):
+            raise ElaError(f"dataset file {path} is empty (a header and no rows)")
+    else:
+        source = f"hub:{cfg.hub_id}/{cfg.hub_config or ''}:{cfg.split}"
+        columns = _hub_columns(cfg)
+
+    missing = [c for c in (cfg.text_column, cfg.label_column) if c not in columns]
+    if missing:
+        raise ElaError(
+            f"dataset {source} has no column(s) {missing}; its columns are {list(columns)}. "
+            "Set dataset.text_column / dataset.label_column"
+        )
+    texts, labels = columns[cfg.text_column], columns[cfg.label_column]
+    rows = len(texts)
+    if cfg.limit:
+        texts, labels = texts[: cfg.limit], labels[: cfg.limit]
+    if not texts:
+        raise ElaError(f"dataset {source} is empty")
+    return EvalSplit(
+        texts=[str(t) for t in texts],
+        labels=[v if isinstance(v, int) else str(v) for v in labels],
+        source=source,
+        rows=rows,
+    )
+
+
+def _hub_columns(cfg: DatasetConfig) -> dict[str, list]:
+    """A Hub split's columns, through `datasets` (imported only here); offline or unknown: one clear error."""
+    require_hub("dataset", cfg.hub_id, "dataset.path=/path/to/folder_or_file (or ELA_SST2_PATH)")
     import datasets
 
     datasets.disable_progress_bars()
-    if cfg.path:
-        path = local_file(cfg)
-        builder, options = BUILDERS[path.suffix.lower()]
-        source = str(path.resolve())
-        try:
-            ds = datasets.load_dataset(builder, data_files=str(path), split="train", **options)
-        except (UnicodeDecodeError, ValueError, datasets.exceptions.DatasetGenerationError) as err:
-            cause = err.__cause__ or err
-            if "corresponds to no data" in str(cause):
-                raise ElaError(f"dataset file {path} is empty (a header and no rows)") from err
-            raise ElaError(f"could not read {path}: {type(cause).__name__}: {cause}") from err
-    else:
-        source = f"hub:{cfg.hub_id}/{cfg.hub_config or ''}:{cfg.split}"
-        require_hub("dataset", cfg.hub_id, "dataset.path=/path/to/folder_or_file (or ELA_SST2_PATH)")
-        try:
-            ds = datasets.load_dataset(cfg.hub_id, cfg.hub_config, split=cfg.split)
-        except Exception as err:  # offline, unknown ID, no such split: all need the same advice
-            raise ElaError(
-                f"could not load dataset {cfg.hub_id!r} ({cfg.hub_config}, split {cfg.split}) from the "
-                f"Hugging Face Hub: {type(err).__name__}: {err}. Offline? Use a local copy: "
-                "dataset.path=/path/to/folder_or_file (or ELA_SST2_PATH for dataset=sst2)"
-            ) from err
-
-    missing = [c for c in (cfg.text_column, cfg.label_column) if c not in ds.column_names]
-    if missing:
+    try:
+        ds = datasets.load_dataset(cfg.hub_id, cfg.hub_config, split=cfg.split)
+    except Exception as err:  # offline, unknown ID, no such split: all need the same advice
         raise ElaError(
-            f"dataset {source} has no column(s) {missing}; its columns are {ds.column_names}. "
-            "Set dataset.text_column / dataset.label_column"
-        )
-    rows = len(ds)
-    if cfg.limit:
-        ds = ds.select(range(min(cfg.limit, len(ds))))
-    if len(ds) == 0:
-        raise ElaError(f"dataset {source} is empty")
-    texts = [str(t) for t in ds[cfg.text_column]]
-    labels = [v if isinstance(v, int) else str(v) for v in ds[cfg.label_column]]
-    return EvalSplit(texts=texts, labels=labels, source=source, rows=rows)
+            f"could not load dataset {cfg.hub_id!r} ({cfg.hub_config}, split {cfg.split}) from the "
+            f"Hugging Face Hub: {type(err).__name__}: {err}. Offline? Use a local copy: "
+            "dataset.path=/path/to/folder_or_file (or ELA_SST2_PATH for dataset=sst2)"
+        ) from err
+    wanted = (cfg.text_column, cfg.label_column)  # the others are only named (in an error), not read
+    return {name: ds[name] if name in wanted else None for name in ds.column_names}
 
 
 def label_targets(labels: list[int | str], cfg: DatasetConfig, id2label: dict[int, str]) -> list[int]:
