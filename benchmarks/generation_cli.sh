@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Issue 14's command on the GPU machine, continued across device calls with ela's `resume=true`:
+#   python -m ela.run -m task=generation model=qwen2_5_0_5b_instruct precision=fp32,bf16,bf16_pure batch=1,8,64 engine=eager,compile
+# with the Qwen2.5-0.5B shape as model.path (random weights: timing and energy only, no quality figure of it is a
+# result) and dataset.limit=64 (the smallest split that fills batch 64: an eager batch-1 job on the whole split
+# decodes for about an hour). 18 jobs rarely fit one call, so a call stops at DEADLINE_S (SIGTERM: the running job
+# ends KILLED), leaves the store in OUT_DIR/gen-store.tgz, and the next call carries that in and resumes (FINISHED
+# jobs are skipped, the others run, the same parent run goes on). The store sits at the same absolute path on every
+# machine, so the artifact locations it records stay true. Then ela.analyze over the sweep so far.
+#   source .device/setup.sh && bash benchmarks/generation_cli.sh OUT_DIR          (on the GPU machine)
+#   cp <files_at>/gen-store.tgz .device/ and, next call: IN=.device/gen-store.tgz DEADLINE_S=480 bash ...
+# Env: IN (a gen-store.tgz to go on from), DEADLINE_S (0: none), LIMIT (64), MODEL_ARGS (the shape; a CPU try:
+# MODEL_ARGS="model=local model.path=../shared/models/tiny-llama-sst2"), DATA ($ELA_DEVICE_DATA), EXTRA (more
+# overrides, e.g. "hydra/launcher=fork hydra.launcher.n_jobs=2 gpus=all" on 2 GPUs), STORE (/tmp/gen-store).
+set -euo pipefail
+out=$(realpath -m "${1:-generation-cli-out}") store=${STORE:-/tmp/gen-store}
+mkdir -p "$out"
+if [ -n "${IN:-}" ]; then
+    mkdir -p "$store" && tar xzf "$IN" -C "$store"
+fi
+mkdir -p "$store"
+if [ -z "${MODEL_ARGS:-}" ]; then
+    [ -f /tmp/models/qwen2.5-0.5b/config.json ] || python .device/make_lm.py --kind shape --shape qwen2.5-0.5b \
+        --tokenizer .device/models/tiny-llama-sst2 --out /tmp/models/qwen2.5-0.5b > /dev/null
+    MODEL_ARGS="model=qwen2_5_0_5b_instruct model.path=/tmp/models/qwen2.5-0.5b"
+fi
+if command -v nvidia-smi > /dev/null; then
+    nvidia-smi --query-gpu=name,driver_version,power.limit --format=csv | tee -a "$out/card.txt"
+fi
+start=$(date +%s)
+# shellcheck disable=SC2086  # MODEL_ARGS and EXTRA are lists of overrides
+timeout --signal=TERM --kill-after=60 "${DEADLINE_S:-0}" python -m ela.run -m task=generation $MODEL_ARGS \
+    precision="${PRECISIONS:-fp32,bf16,bf16_pure}" batch="${BATCHES:-1,8,64}" engine="${ENGINES:-eager,compile}" \
+    dataset.path="${DATA:-$ELA_DEVICE_DATA}" dataset.limit="${LIMIT:-64}" tracking.uri="sqlite:///$store/gen.db" \
+    resume=true ${EXTRA:-} 2>&1 | { grep --line-buffered -v "HYDRA\]\|Warning" || true; } | tee -a "$out/sweep.log" \
+    || echo "sweep stopped (DEADLINE_S=${DEADLINE_S:-0} or an error above): the next call resumes it" | tee -a "$out/sweep.log"
+echo "sweep wall time $(( $(date +%s) - start )) s" | tee -a "$out/sweep.log"
+MLFLOW_TRACKING_URI="sqlite:///$store/gen.db" python -m ela.analyze out="$out/analysis" log_to_mlflow=false \
+    > "$out/analyze.txt" 2>&1 || true
+tar czf "$out/gen-store.tgz" -C "$store" .
+echo "generation_cli done"
