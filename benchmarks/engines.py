@@ -29,6 +29,7 @@ import argparse
 import csv
 import statistics
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -47,27 +48,39 @@ CONF = Path(__file__).resolve().parent.parent / "conf"
 SAMPLES = 832  # 13 x 64: every batch size here divides it, so every batch has one shape
 
 
+def best_time(fn, iters: int, device: torch.device, trials: int = 5) -> float:
+    """Seconds per call of fn on the GPU (CUDA events), the best of `trials` timings of `iters` calls."""
+    for _ in range(3):
+        fn()
+    best = float("inf")
+    for _ in range(trials):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(iters):
+            fn()
+        end.record()
+        torch.cuda.synchronize(device)
+        best = min(best, start.elapsed_time(end) / 1000 / iters)
+    return best
+
+
+def fp8_rate(device: torch.device) -> float:
+    """Measured float8 (e4m3, rowwise-scaled) matmul FLOP/s at 8192^3, as precision=fp8's layers run it."""
+    n = 8192
+    a = torch.randn(n, n, device=device).to(torch.float8_e4m3fn)
+    b = torch.randn(n, n, device=device).to(torch.float8_e4m3fn).t()  # column-major, as _scaled_mm takes it
+    sa, sb = torch.ones(n, 1, device=device), torch.ones(1, n, device=device)
+    mm = lambda: torch._scaled_mm(a, b, scale_a=sa, scale_b=sb, out_dtype=torch.bfloat16)  # noqa: E731
+    return 2 * n**3 / best_time(mm, 50, device)
+
+
 def peak_rates(device: torch.device) -> tuple[float, float]:
     """Measured bf16 matmul FLOP/s (8192^3) and device copy bandwidth (bytes read + written per s).
 
     Each the best of 5 timings: one timing varied by +-4% between runs on one card, and a floor from a
     slow timing would flatter every ratio to it.
     """
-
-    def timed(fn, iters: int, trials: int = 5) -> float:
-        for _ in range(3):
-            fn()
-        best = float("inf")
-        for _ in range(trials):
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            for _ in range(iters):
-                fn()
-            end.record()
-            torch.cuda.synchronize(device)
-            best = min(best, start.elapsed_time(end) / 1000 / iters)
-        return best
-
+    timed = partial(best_time, device=device)
     n = 8192
     m1 = torch.randn(n, n, device=device, dtype=torch.bfloat16)
     m2 = torch.randn(n, n, device=device, dtype=torch.bfloat16)

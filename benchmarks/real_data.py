@@ -11,7 +11,8 @@ padding is what each batching mode really costs. For each mode x batch, in one p
   logit difference;
 - peak GPU memory of the measured forward (torch.cuda.max_memory_allocated);
 - x floor: time per sample over the real-token floor, the FLOPs of the split's non-padding tokens (matmuls
-  and attention, engines.work per sentence) at the bf16 matmul rate measured in the same run.
+  and attention, engines.work per sentence) at the bf16 matmul rate measured in the same run; for
+  `--precision fp8` also at the float8 matmul rate measured there (its own floor: the bf16 one flatters it).
 
 A mode is `<attention>/<batching>`: batching `pack<L>` (engine.packing=L), `buckets` (engine.buckets
 16/32/64/128) or `buckets-by_length` (the same, sentences sorted by length first). Rows go to --csv as
@@ -31,13 +32,13 @@ from types import SimpleNamespace
 
 import torch
 import yaml
-from engines import CONF, engine, measure, peak_rates, profile, work
+from engines import CONF, engine, fp8_rate, measure, peak_rates, profile, work
 
 from ela.config import EngineConfig, ModelConfig, PrecisionConfig
 from ela.measure.loops import idle_power, make_forward, predict
 from ela.measure.meters import WindowMeter
 from ela.measure.nvml import NvmlCounter, gpu_info
-from ela.runtime import kept, packing
+from ela.runtime import fp8, kept, packing
 from ela.runtime.data import tokenize
 from ela.runtime.device import DTYPE, autocast, set_tf32, synchronizer
 from ela.runtime.models import apply_precision, load_model, stock_kernels
@@ -83,11 +84,16 @@ def main() -> None:
     def amp() -> object:
         return autocast(p, device)
 
+    f8_rate = fp8_rate(device) if p.linear else None  # precision=fp8: also its own floor, at the float8 rate
     print(f"card: {gpu.name}, driver {gpu.driver}, torch {torch.__version__}, {a.precision}, engine {a.engine}")
-    print(f"measured: bf16 matmul {flops_rate / 1e12:.0f} TFLOP/s; idle {idle.power_w:.1f} W; {len(texts)} sentences")
-    print("| attention | batching | batch | ms/sample | J/sample | dynamic J/sample | padding | shapes | setup s "
-          "(first / reused) | agree eager (max logit diff) | peak MB | x real-token floor |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|", flush=True)
+    print(f"measured: bf16 matmul {flops_rate / 1e12:.0f} TFLOP/s"
+          + (f", float8 matmul {f8_rate / 1e12:.0f} TFLOP/s" if f8_rate else "")
+          + f"; idle {idle.power_w:.1f} W; {len(texts)} sentences")  # fmt: skip
+    print(
+        "| attention | batching | batch | ms/sample | J/sample | dynamic J/sample | padding | shapes | setup s "
+        "(first / reused) | agree eager (max logit diff) | peak MB | x real-token floor | x float8 floor |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|", flush=True)
     out = open(a.csv, "a", newline="")  # noqa: SIM115 - rows are flushed as they come
     writer = csv.writer(out)
     for row in a.rows:
@@ -96,6 +102,8 @@ def main() -> None:
         cfg = ModelConfig("local", a.model, None, MAX_LENGTH, attn, False)
         loaded = load_model(cfg)
         inner = apply_precision(loaded.model, DTYPE[p.weights_dtype], device)
+        if p.linear:
+            print(f"float8 linear layers: {fp8.convert(inner)}", flush=True)
         order = "by_length" if batching.endswith("by_length") else "original"
         for batch in map(int, sizes.split(",")):
             eng = engine_for(a.engine, batching)
@@ -120,11 +128,12 @@ def main() -> None:
                 peak_mb = torch.cuda.max_memory_allocated(device) / 2**20
                 real_flops = sum(work(inner, 1, n)[0] for n in batches.token_lengths) / batches.num_samples
                 floor_ms = 1000 * real_flops / flops_rate
+                f8_floor = f"{m['ms_per_sample'] / (1000 * real_flops / f8_rate):.2f}" if f8_rate else "-"
                 print(
                     f"| {attn} | {batching} | {batch} | {m['ms_per_sample']:.4f} | {m['j_per_sample']:.4f} | "
                     f"{m['dynamic_j_per_sample']:.4f} | {100 * batches.padding_fraction:.1f}% | "
                     f"{len(batches.shapes)} | {first_s:.1f} / {reused_s:.2f} | {agree:.4f} ({dlogit:.3f}) | "
-                    f"{peak_mb:.0f} | {m['ms_per_sample'] / floor_ms:.2f} |",
+                    f"{peak_mb:.0f} | {m['ms_per_sample'] / floor_ms:.2f} | {f8_floor} |",
                     flush=True,
                 )
                 card = [gpu.name, gpu.driver, torch.__version__, time.strftime("%Y-%m-%d"), a.precision, a.engine]

@@ -20,6 +20,7 @@ from ela.runtime.data import ORDERS
 from ela.runtime.device import AUTOCAST_DTYPES, DEVICES, DTYPE
 from ela.runtime.engines import COMPILE_MODES
 from ela.runtime.engines import NAMES as ENGINES
+from ela.runtime.fp8 import LINEARS as FP8_LINEARS
 from ela.runtime.packing import check_config as check_packing
 from ela.tasks import SCORINGS, TASKS, TaskConfig  # noqa: F401 (choices re-exported)
 
@@ -96,17 +97,26 @@ class DatasetConfig:
 
 @dataclass(frozen=True)
 class PrecisionConfig:
-    """The numeric format: weight dtype, autocast dtype, TF32 flags."""
+    """The numeric format: weight dtype, autocast dtype, TF32 flags, float8 linear layers."""
 
     name: str
     weights_dtype: str
     autocast_dtype: str | None
     tf32: bool
+    linear: str | None = None  # fp8_rowwise: nn.Linear as float8 matmuls (conf/precision/fp8.yaml; absent elsewhere,
+    # so the config hash of every other precision is what it was before this key)
 
     def __post_init__(self) -> None:
         _one_of("precision.weights_dtype", self.weights_dtype, tuple(DTYPE))
         _one_of("precision.autocast_dtype", self.autocast_dtype, AUTOCAST_DTYPES)
         _flag("precision.tf32", self.tf32)
+        _one_of("precision.linear", self.linear, (None, *FP8_LINEARS))
+        _check(
+            self.linear is None or (self.weights_dtype == "bfloat16" and self.autocast_dtype is None),
+            "precision.weights_dtype",
+            self.weights_dtype,
+            "bfloat16 with autocast_dtype null when precision.linear is set (the float8 matmuls give bf16)",
+        )
 
 
 @dataclass(frozen=True)
@@ -222,6 +232,9 @@ class JobConfig:
             from ela.runtime import generation
 
             generation.check(self.engine, self.task, self.model)
+            if self.precision.linear is not None:
+                raise ElaError(f"precision={self.precision.name} (float8 linear layers) is for task=classification so "
+                               "far; for task=generation use bf16_pure or fp16_pure")  # fmt: skip
         elif self.model.fuse_projections:
             raise ElaError(f"model.fuse_projections=true fuses a decoder's projections; task={self.task.name}: "
                            "leave it false (it applies to task=generation)")  # fmt: skip

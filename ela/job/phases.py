@@ -23,6 +23,7 @@ from ela.measure.loops import EnergyWindow, Forward, energy_window, idle_power
 from ela.measure.meters import tick_period_s
 from ela.measure.nvml import card_state
 from ela.measure.trace import PowerTrace
+from ela.runtime import fp8
 from ela.runtime.device import DTYPE, autocast, set_tf32, synchronizer, tf32_state
 from ela.runtime.models import apply_precision
 
@@ -54,6 +55,7 @@ class Phases:
         self.state_start: dict[str, float] = {}
         self.others, self.share = 0, None
         self.phase_s: dict[str, float] = {}
+        self.linears = ""  # precision=fp8: which linear layers multiply in float8 (tag ela.fp8_linears)
         # What the job found allocated (engines kept by earlier jobs): its peak memory is counted above it.
         self.mem_base = torch.cuda.memory_allocated(device) if device.type == "cuda" else 0
         self._open: tuple[str, float] | None = None
@@ -77,6 +79,8 @@ class Phases:
     def apply_precision(self, model: torch.nn.Module) -> torch.nn.Module:
         """Cast the weights (pure half precision) and set TF32, after the untimed fp32 reference."""
         model = apply_precision(model, DTYPE[self.job.precision.weights_dtype], self.device)
+        if self.job.precision.linear is not None:  # after the cast: float8 weights are quantised from bf16's
+            self.linears = fp8.convert(model)
         set_tf32(self.job.precision.tf32)
         return model
 
@@ -136,6 +140,7 @@ class Phases:
             other_ela_jobs=self.others,
             tf32=tf32_state(),
             peak_mb=peak,
+            linears=self.linears,
             phase_s={k: v for k, v in self.phase_s.items() if k != "score"},
             **measured,
         )

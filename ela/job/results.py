@@ -89,3 +89,4 @@ class Raw:
     carbon: CarbonRecord | str | None = None  # the whole-job record, or why it was left out
     phase_s: dict[str, float] = field(default_factory=dict)  # wall seconds per phase (schema.PHASES)
     reuse: str = "none"  # what the engine reused from an earlier job (ela/runtime/kept.py)
+    linears: str = ""  # precision=fp8: the linear layers converted to float8 and those kept (ela/runtime/fp8.py)

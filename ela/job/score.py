@@ -116,6 +116,8 @@ def _tags(job: JobConfig, raw: Raw, warnings: list[str]) -> dict[str, str]:
             tags["ela.generation_ignored"] = json.dumps(raw.generated.ignored, default=str)
         if raw.generated.fused:
             tags["ela.fused_projections"] = ", ".join(f"{k} in {n} layers" for k, n in raw.generated.fused.items())
+    if raw.linears:
+        tags["ela.fp8_linears"] = raw.linears
     if warnings:
         tags["ela.warning"] = "; ".join(warnings)
     if loaded.newly_initialized:

@@ -66,6 +66,10 @@ def check_precision(precision: PrecisionConfig, device: torch.device) -> None:
             f"precision={precision.name}: {torch.cuda.get_device_name(device)} has no native bfloat16; "
             "use fp16 or fp32 instead"
         )
+    if precision.linear is not None:
+        from ela.runtime import fp8
+
+        fp8.probe(device)
     # Probe the exact setting on a tiny matmul: an unsupported dtype/device pair fails here, clearly.
     try:
         with autocast(precision, device):

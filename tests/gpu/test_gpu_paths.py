@@ -172,3 +172,30 @@ def test_fused_projections_on_the_card(mode):
         for _ in range(3):  # CUDA graphs: recorded, then replayed
             got = forward(input_ids=ids).logits.float()
     torch.testing.assert_close(got, want, rtol=3e-2, atol=3e-2)
+
+
+@pytest.mark.parametrize("mode", [None, "reduce-overhead"])
+def test_fp8_linears_on_the_card(small_model, sst2, mode):
+    """precision=fp8 on the GPU (sm_89+): float8 matmuls, eager and compiled into CUDA graphs, keep bf16's argmax."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from ela.config import EngineConfig
+    from ela.measure.loops import make_forward, predict
+    from ela.runtime import fp8
+    from ela.runtime.data import tokenize
+    from ela.runtime.engines import build
+
+    if torch.cuda.get_device_capability(DEVICE) < (8, 9):
+        pytest.skip("no float8 tensor cores on this card")
+    texts = [line.split("\t")[0] for line in (sst2 / "dev.tsv").read_text().splitlines()[1:97]]
+    batches = tokenize(AutoTokenizer.from_pretrained(small_model), texts, 16, 64, [16, 32, 64]).to(DEVICE)
+    model = AutoModelForSequenceClassification.from_pretrained(small_model).eval().to(DEVICE, torch.bfloat16)
+    bf16 = predict(make_forward(model, contextlib.nullcontext), batches)
+    assert fp8.convert(model).startswith("13 of 14")  # 2 layers x 6 + the head's dense; its 2-output proj kept
+    forward = make_forward(model, contextlib.nullcontext)
+    if mode is not None:
+        engine = EngineConfig(name="compile", compile_mode=mode, buckets=[16, 32, 64], fullgraph=True, freezing=True)
+        forward, _ = build(engine, model, contextlib.nullcontext, batches, DEVICE, synchronizer(DEVICE))
+    got = predict(forward, batches)
+    assert (got.argmax(-1) == bf16.argmax(-1)).float().mean() >= 0.95
+    torch._dynamo.reset()
