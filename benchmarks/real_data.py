@@ -8,7 +8,7 @@ padding is what each batching mode really costs. For each mode x batch, in one p
 - setup s of the first build, and of a second build as a later job of a sweep makes it
   (`ela.runtime.kept`: the compiled module kept, only unseen shapes compiled);
 - agreement of predictions with transformers' own eager model on padded batches, and the largest
-  logit difference;
+  logit difference; accuracy against the split's labels;
 - peak GPU memory of the measured forward (torch.cuda.max_memory_allocated);
 - x floor: time per sample over the real-token floor, the FLOPs of the split's non-padding tokens (matmuls
   and attention, engines.work per sentence) at the bf16 matmul rate measured in the same run; for
@@ -77,7 +77,8 @@ def main() -> None:
     torch.cuda.empty_cache()
     idle = idle_power(meter, 15.0, 3.0)
     with open(Path(a.data) / "dev.tsv", encoding="utf-8", newline="") as f:
-        texts = [r["sentence"] for r in csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)]
+        rows = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+    texts, labels = [r["sentence"] for r in rows], torch.tensor([int(r["label"]) for r in rows])
     p = PrecisionConfig(**yaml.safe_load((CONF / "precision" / f"{a.precision}.yaml").read_text()))
     set_tf32(p.tf32)
 
@@ -91,9 +92,9 @@ def main() -> None:
           + f"; idle {idle.power_w:.1f} W; {len(texts)} sentences")  # fmt: skip
     print(
         "| attention | batching | batch | ms/sample | J/sample | dynamic J/sample | padding | shapes | setup s "
-        "(first / reused) | agree eager (max logit diff) | peak MB | x real-token floor | x float8 floor |"
+        "(first / reused) | agree eager (max logit diff) | accuracy | peak MB | x real-token floor | x float8 floor |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|", flush=True)
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|", flush=True)
     out = open(a.csv, "a", newline="")  # noqa: SIM115 - rows are flushed as they come
     writer = csv.writer(out)
     for row in a.rows:
@@ -124,6 +125,7 @@ def main() -> None:
                 got = predict(forward, batches)
                 agree = float((got.argmax(-1) == want.argmax(-1)).float().mean())
                 dlogit = float((got - want).abs().max())
+                accuracy = float((got.argmax(-1) == labels[batches.indices]).float().mean())  # batch order
                 m = measure(forward, batches, meter, idle.power_w, a.window_s, a.windows)
                 peak_mb = torch.cuda.max_memory_allocated(device) / 2**20
                 real_flops = sum(work(inner, 1, n)[0] for n in batches.token_lengths) / batches.num_samples
@@ -133,12 +135,12 @@ def main() -> None:
                     f"| {attn} | {batching} | {batch} | {m['ms_per_sample']:.4f} | {m['j_per_sample']:.4f} | "
                     f"{m['dynamic_j_per_sample']:.4f} | {100 * batches.padding_fraction:.1f}% | "
                     f"{len(batches.shapes)} | {first_s:.1f} / {reused_s:.2f} | {agree:.4f} ({dlogit:.3f}) | "
-                    f"{peak_mb:.0f} | {m['ms_per_sample'] / floor_ms:.2f} | {f8_floor} |",
+                    f"{accuracy:.4f} | {peak_mb:.0f} | {m['ms_per_sample'] / floor_ms:.2f} | {f8_floor} |",
                     flush=True,
                 )
                 card = [gpu.name, gpu.driver, torch.__version__, time.strftime("%Y-%m-%d"), a.precision, a.engine]
                 shape = [attn, batching, batch, *m.values(), batches.padding_fraction, len(batches.shapes)]
-                writer.writerow([*card, *shape, first_s, reused_s, how, agree, dlogit, peak_mb, floor_ms])
+                writer.writerow([*card, *shape, first_s, reused_s, how, agree, dlogit, accuracy, peak_mb, floor_ms])
                 out.flush()
                 if a.profile:
                     big = max(batches.inputs, key=lambda b: b["input_ids"].numel())
