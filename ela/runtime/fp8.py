@@ -21,6 +21,11 @@ FP8_MAX = torch.finfo(FP8).max  # 448
 LINEARS = ("fp8_rowwise",)  # precision.linear: how nn.Linear layers multiply (null: in the weights' dtype)
 
 
+def _to_fp8(x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """x / scale in float8, clamped first: a cast past 448 gives NaN, not 448 (e4m3fn has no infinity)."""
+    return (x.float() / scale).clamp(-FP8_MAX, FP8_MAX).to(FP8)
+
+
 def _scale(x: torch.Tensor, dim: int) -> torch.Tensor:
     """float32 scales along `dim` that map each row's (or column's) largest |x| to FP8_MAX."""
     return (x.abs().amax(dim=dim, keepdim=True).float() / FP8_MAX).clamp(min=1e-12)
@@ -33,8 +38,9 @@ class Fp8Linear(nn.Module):
         super().__init__()
         w = linear.weight.detach().float()
         scale = _scale(w, dim=1)  # [out, 1]
-        # column-major [in, out], as _scaled_mm takes its second operand
-        self.register_buffer("weight_fp8", (w / scale).to(FP8).t())
+        # row-major [out, in]; forward passes its transpose, the column-major operand _scaled_mm takes (a
+        # buffer stored transposed could be made contiguous, row-major, when inductor freezes it)
+        self.register_buffer("weight_fp8", _to_fp8(w, scale))
         self.register_buffer("weight_scale", scale.t().contiguous())  # [1, out]
         self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach(), requires_grad=False)
         self.in_features, self.out_features = linear.in_features, linear.out_features
@@ -43,8 +49,8 @@ class Fp8Linear(nn.Module):
         """Return x @ w.T + b, with x and w multiplied in float8."""
         rows = x.reshape(-1, self.in_features)
         scale = _scale(rows, dim=1)  # [rows, 1]
-        q = (rows.float() / scale).to(FP8)
-        y = torch._scaled_mm(q, self.weight_fp8, scale_a=scale, scale_b=self.weight_scale, out_dtype=x.dtype)
+        q = _to_fp8(rows, scale)
+        y = torch._scaled_mm(q, self.weight_fp8.t(), scale_a=scale, scale_b=self.weight_scale, out_dtype=x.dtype)
         if self.bias is not None:  # added outside the matmul: every torch version's float8 kernels take it so
             y = y + self.bias.to(y.dtype)
         return y.reshape(*x.shape[:-1], self.out_features)
