@@ -70,6 +70,12 @@ def test_sigkill_then_resume_runs_each_job_once(tmp_path):
     parents = [r for r in runs if PARENT not in r.data.tags]
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"  # the same sweep, continued
     assert "3 finished, 0 failed" in resumed.stdout
+    # The analysis counts each job once too: the attempt the kill ended is not a failure once resume finished it.
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    cmd = [sys.executable, "-m", "ela.analyze", "log_to_mlflow=false", f"out={tmp_path / 'analysis'}"]
+    an = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert an.returncode == 0, an.stderr[-3000:]
+    assert "3 finished jobs, 0 failed" in an.stdout and "1 earlier attempt(s) of jobs that resume" in an.stdout
 
     subset = run_ela(tmp_path, "seed=1", *grid[1:], "resume=true")  # another grid, every job already done
     assert subset.returncode == 0 and "nothing to run, every job already FINISHED" in subset.stdout

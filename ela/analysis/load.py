@@ -6,6 +6,7 @@ import pandas as pd
 
 from ela import ElaError
 from ela.tracking.store import PARENT_TAG, Tracker
+from ela.tracking.sweep import latest_per_job
 
 
 def find_sweep(tracker: Tracker, sweep: str):
@@ -38,10 +39,17 @@ def cast(value: object) -> object:
     return {"True": True, "False": False, "true": True, "false": False, "None": None}.get(value, value)
 
 
-def load_runs(tracker: Tracker, parent_id: str, extra_filter: str | None) -> pd.DataFrame:
-    """All child runs of the sweep: one row each, metrics by name, `params.*` typed, `tags.*`."""
+def load_runs(tracker: Tracker, parent_id: str, extra_filter: str | None) -> tuple[pd.DataFrame, int]:
+    """The sweep's jobs, one row each (metrics by name, `params.*` typed, `tags.*`), and the attempts left out.
+
+    A job that `resume=true` ran again counts once, by its FINISHED run (as the sweep's own table counts it),
+    not also as the attempt a stop or a crash ended.
+    """
     query = f"tags.`{PARENT_TAG}` = '{parent_id}'" + (f" and {extra_filter}" if extra_filter else "")
-    runs = tracker.client.search_runs([tracker.experiment_id], filter_string=query, max_results=50000)
+    found = tracker.client.search_runs(
+        [tracker.experiment_id], filter_string=query, max_results=50000, order_by=["attributes.start_time ASC"]
+    )
+    runs = latest_per_job(found)
     rows = []
     for r in runs:
         row = {"run_id": r.info.run_id, "status": r.info.status, "start_time": r.info.start_time}
@@ -49,4 +57,4 @@ def load_runs(tracker: Tracker, parent_id: str, extra_filter: str | None) -> pd.
         row.update({f"params.{k}": cast(v) for k, v in r.data.params.items()})
         row.update({f"tags.{k}": v for k, v in r.data.tags.items()})
         rows.append(row)
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows), len(found) - len(runs)

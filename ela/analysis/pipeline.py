@@ -55,7 +55,9 @@ def analyze(cfg: AnalyzeConfig) -> tuple[Analysis, Tracker]:
     tracker = Tracker(uri, cfg.experiment, create=False)
     parents = [find_sweep(tracker, str(name)) for name in (cfg.sweep if isinstance(cfg.sweep, list) else [cfg.sweep])]
     parent = parents[0]  # where the files are logged and named after
-    all_runs = pd.concat([load_runs(tracker, p.info.run_id, cfg.filter) for p in parents], ignore_index=True)
+    loaded = [load_runs(tracker, p.info.run_id, cfg.filter) for p in parents]
+    all_runs = pd.concat([df for df, _ in loaded], ignore_index=True)
+    rerun = sum(n for _, n in loaded)
     if all_runs.empty:
         raise ElaError(
             f"sweep {parent.info.run_name} has no jobs" + (f" matching {cfg.filter!r}" if cfg.filter else "")
@@ -68,6 +70,8 @@ def analyze(cfg: AnalyzeConfig) -> tuple[Analysis, Tracker]:
             f"sweep {parent.info.run_name} has no FINISHED jobs ({len(failed)} failed, {len(running)} running)"
         )
     notes = [f"Confidence intervals: {CI_METHOD}."]
+    if rerun:
+        notes.append(f"{rerun} earlier attempt(s) of jobs that resume=true ran again are left out (one row a job).")
     if len(parents) > 1:
         notes.append(
             "Sweeps analysed together: "
