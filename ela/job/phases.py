@@ -77,7 +77,7 @@ class Phases:
         return autocast(self.job.precision, self.device)
 
     def apply_precision(self, model: torch.nn.Module) -> torch.nn.Module:
-        """Cast the weights (pure half precision) and set TF32, after the untimed fp32 reference."""
+        """Cast the weights (pure half precision), convert float8 linear layers, set TF32: after the fp32 reference."""
         model = apply_precision(model, DTYPE[self.job.precision.weights_dtype], self.device)
         if self.job.precision.linear is not None:  # after the cast: float8 weights are quantised from bf16's
             self.linears = fp8.convert(model)

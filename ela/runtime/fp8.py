@@ -51,7 +51,7 @@ class Fp8Linear(nn.Module):
         scale = _scale(rows, dim=1)  # [rows, 1]
         q = _to_fp8(rows, scale)
         y = torch._scaled_mm(q, self.weight_fp8.t(), scale_a=scale, scale_b=self.weight_scale, out_dtype=x.dtype)
-        if self.bias is not None:  # added outside the matmul: every torch version's float8 kernels take it so
+        if self.bias is not None:  # added in bf16 after the matmul (_scaled_mm's own bias argument is not used)
             y = y + self.bias.to(y.dtype)
         return y.reshape(*x.shape[:-1], self.out_features)
 
