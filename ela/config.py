@@ -20,7 +20,7 @@ from ela.runtime.data import ORDERS
 from ela.runtime.device import AUTOCAST_DTYPES, DEVICES, DTYPE
 from ela.runtime.engines import COMPILE_MODES
 from ela.runtime.engines import NAMES as ENGINES
-from ela.runtime.fp8 import LINEARS as FP8_LINEARS
+from ela.runtime.fp8 import check_config as check_fp8
 from ela.runtime.packing import check_config as check_packing
 from ela.tasks import SCORINGS, TASKS, TaskConfig  # noqa: F401 (choices re-exported)
 
@@ -103,20 +103,13 @@ class PrecisionConfig:
     weights_dtype: str
     autocast_dtype: str | None
     tf32: bool
-    linear: str | None = None  # fp8_rowwise: nn.Linear as float8 matmuls (conf/precision/fp8.yaml; absent elsewhere,
-    # so the config hash of every other precision is what it was before this key)
+    linear: str | None = None  # precision=fp8 only (absent elsewhere: the other precisions keep their config hash)
 
     def __post_init__(self) -> None:
         _one_of("precision.weights_dtype", self.weights_dtype, tuple(DTYPE))
         _one_of("precision.autocast_dtype", self.autocast_dtype, AUTOCAST_DTYPES)
         _flag("precision.tf32", self.tf32)
-        _one_of("precision.linear", self.linear, (None, *FP8_LINEARS))
-        _check(
-            self.linear is None or (self.weights_dtype == "bfloat16" and self.autocast_dtype is None),
-            "precision.weights_dtype",
-            self.weights_dtype,
-            "bfloat16 with autocast_dtype null when precision.linear is set (the float8 matmuls give bf16)",
-        )
+        check_fp8(self.linear, self.weights_dtype, self.autocast_dtype)
 
 
 @dataclass(frozen=True)
@@ -231,10 +224,7 @@ class JobConfig:
         if self.task.generative:  # in validate(), so a sweep refuses these before its first job
             from ela.runtime import generation
 
-            generation.check(self.engine, self.task, self.model)
-            if self.precision.linear is not None:
-                raise ElaError(f"precision={self.precision.name} (float8 linear layers) is for task=classification so "
-                               "far; for task=generation use bf16_pure or fp16_pure")  # fmt: skip
+            generation.check(self.engine, self.task, self.model, self.precision)
         elif self.model.fuse_projections:
             raise ElaError(f"model.fuse_projections=true fuses a decoder's projections; task={self.task.name}: "
                            "leave it false (it applies to task=generation)")  # fmt: skip
@@ -305,9 +295,6 @@ def validate(cfg: DictConfig | dict[str, Any]) -> JobConfig:
     if unknown:
         raise ElaError(f"unknown config key(s): {', '.join(unknown)}")
     plain = {k: data.get(k) for k in PLAIN_KEYS}
-    plain["reuse_engines"] = data.get("reuse_engines", True)
-    _check(isinstance(plain["batch"], int) and not isinstance(plain["batch"], bool), "batch", plain["batch"], "int")
-    _check(isinstance(plain["seed"], int) and not isinstance(plain["seed"], bool), "seed", plain["seed"], "int")
-    _check(isinstance(plain["device"], str), "device", plain["device"], " | ".join(DEVICES))
+    plain["reuse_engines"] = data.get("reuse_engines", True)  # batch, seed, device: checked by JobConfig
     sections = {name: _section(name, cls, data.get(name)) for name, cls in SECTIONS.items()}
     return JobConfig(**sections, **plain)

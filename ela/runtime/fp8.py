@@ -15,10 +15,22 @@ import torch
 from torch import nn
 
 from ela import ElaError
+from ela.checks import _check, _one_of
 
 FP8 = torch.float8_e4m3fn
 FP8_MAX = torch.finfo(FP8).max  # 448
 LINEARS = ("fp8_rowwise",)  # precision.linear: how nn.Linear layers multiply (null: in the weights' dtype)
+
+
+def check_config(linear: str | None, weights_dtype: str, autocast_dtype: str | None) -> None:
+    """precision.linear: null, or one of LINEARS over bf16 weights without autocast (the float8 layers give bf16)."""
+    _one_of("precision.linear", linear, (None, *LINEARS))
+    _check(
+        linear is None or (weights_dtype == "bfloat16" and autocast_dtype is None),
+        "precision.weights_dtype",
+        weights_dtype,
+        "bfloat16 with autocast_dtype null when precision.linear is set (the float8 matmuls give bf16)",
+    )
 
 
 def _to_fp8(x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:

@@ -21,7 +21,7 @@ from ela.runtime.data import Batches
 from ela.runtime.engines import allow_recompiles, inductor_options, one_per_shape
 
 if TYPE_CHECKING:  # config imports this package's choices: no import of config at run time
-    from ela.config import EngineConfig, ModelConfig, TaskConfig
+    from ela.config import EngineConfig, ModelConfig, PrecisionConfig, TaskConfig
 
 Clock = Callable[[], float]
 Autocast = Callable[[], contextlib.AbstractContextManager]
@@ -123,10 +123,20 @@ def generation_config(task: TaskConfig, tokenizer):
     )
 
 
-def check(engine: EngineConfig, task: TaskConfig | None = None, model: ModelConfig | None = None) -> None:
-    """Refuse an engine or attention generation can't run (before the job waits for its device)."""
+def check(
+    engine: EngineConfig,
+    task: TaskConfig | None = None,
+    model: ModelConfig | None = None,
+    precision: PrecisionConfig | None = None,
+) -> None:
+    """Refuse an engine, attention or precision generation can't run (before the job waits for its device)."""
     from ela.runtime import attention
 
+    if precision is not None and precision.linear is not None:
+        raise ElaError(
+            f"precision={precision.name} (float8 linear layers) is for task=classification so far; "
+            "for task=generation use bf16_pure or fp16_pure"
+        )
     if model is not None and model.attn_implementation in attention.PADDED:
         raise ElaError(
             f"model.attn_implementation={model.attn_implementation} needs right padding; "
