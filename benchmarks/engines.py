@@ -39,6 +39,7 @@ from ela.config import EngineConfig, ModelConfig, PrecisionConfig
 from ela.measure.loops import Forward, energy_window, idle_power, make_forward, predict, warmup
 from ela.measure.meters import WindowMeter
 from ela.measure.nvml import NvmlCounter, gpu_info
+from ela.runtime import fp8
 from ela.runtime.data import Batches, tokenize
 from ela.runtime.device import DTYPE, autocast, set_tf32, synchronizer
 from ela.runtime.engines import build
@@ -96,14 +97,15 @@ def work(model: torch.nn.Module, batch: int, seq: int) -> tuple[float, float]:
     cfg, tokens = model.config, batch * seq
     flops = act = 0.0
     for name, mod in model.named_modules():
-        if isinstance(mod, torch.nn.Linear):
+        if isinstance(mod, (torch.nn.Linear, fp8.Fp8Linear)):  # precision=fp8 replaced most nn.Linear
             rows = batch if name.startswith("classifier") else tokens  # the head sees the first token only
             flops += 2 * rows * mod.in_features * mod.out_features
             act += 2 * rows * (mod.in_features + mod.out_features)
     flops += 4 * batch * seq * seq * cfg.hidden_size * cfg.num_hidden_layers  # QK^T and PV
     embed = model.get_input_embeddings().weight
     params = sum(p.numel() for p in model.parameters()) - embed.numel()
-    weights = 2 * (params + tokens * embed.shape[1])
+    f8 = sum(m.weight_fp8.numel() for m in model.modules() if isinstance(m, fp8.Fp8Linear))  # buffers, 1 byte
+    weights = 2 * (params + tokens * embed.shape[1]) + f8
     return flops, weights + act
 
 

@@ -49,3 +49,22 @@ def test_an_fp8_job_keeps_the_fp32_predictions_and_says_which_layers(tmp_path):
     out = measure(tmp_path, *FAST, "precision=fp8", "batch=8", "dataset.limit=48", "codecarbon.enabled=false")
     assert out.tags["ela.fp8_linears"] == "37 of 38; kept in bf16: classifier (384->2)"  # MiniLM: 6 layers x 6 + pooler
     assert out.metrics["agreement_with_fp32"] >= 0.95
+
+
+def test_the_benchmarks_floor_counts_float8_layers_as_the_matmuls_they_are(monkeypatch):
+    # real_data.py --precision fp8 computed its floor after convert(): a work() that saw only nn.Linear
+    # counted none of the float8 matmuls, and the row's "x floor" came out ~100x too high.
+    from pathlib import Path
+
+    from transformers import BertConfig, BertForSequenceClassification
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    from engines import work
+
+    cfg = BertConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128, vocab_size=99)
+    model = BertForSequenceClassification(cfg).to(torch.bfloat16).eval()
+    flops, nbytes = work(model, 2, 16)
+    fp8.convert(model)
+    flops8, nbytes8 = work(model, 2, 16)
+    assert flops8 == flops  # the same multiply-adds, in float8
+    assert nbytes8 < nbytes  # each converted weight is read as 1 byte, not 2
