@@ -10,6 +10,8 @@
 # baseline; neither the cost per sample nor batch latency uses it, and settling plus reading it took ~20 s of
 # each ~45 s job; ela's default is 5), EXTRA (more overrides, e.g. for a CPU try: PRECISIONS=fp32,bf16
 # EXTRA="measure.min_window_s=0.3 dataset.limit=64").
+# BRACKET (false): true runs the hand loop right before each job as well (~10 s more a job on a GPU), so the
+# paired table says how much the hand loop itself moved across each job and whether ela lies inside that range.
 # DEADLINE_S (0: none): stop the sweep by SIGTERM that many seconds after it starts (jobs left are closed
 # KILLED) and still compare what finished, so a device call of 600 s returns a result of its own.
 # ~21 min on an H200 (24 jobs of ~52 s from one's start to the next's, hand loop included; measured at 3a672dc):
@@ -34,7 +36,7 @@ start=$(date +%s)
 PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}$here" timeout --signal=TERM --kill-after=60 "${DEADLINE_S:-0}" python -m ela.run -m precision="${PRECISIONS:-fp32,tf32,fp16,bf16}" \
     batch="${BATCHES:-1,8}" seed="${SEEDS:-0,1,2}" model=local model.path="$model" dataset.path="$data" tracking.uri="$store" \
     measure.idle_window_s="${IDLE_WINDOW_S:-0}" +hydra.callbacks.hand._target_=overhead.HandAfterJob +hydra.callbacks.hand.csv="$out/hand.csv" \
-    +hydra.callbacks.hand.window_s="${HAND_WINDOW_S:-2.5}" ${EXTRA:-} 2>&1 \
+    +hydra.callbacks.hand.window_s="${HAND_WINDOW_S:-2.5}" +hydra.callbacks.hand.before="${BRACKET:-false}" ${EXTRA:-} 2>&1 \
     | { grep --line-buffered -v "HYDRA\]\|Warning" || true; } | tee "$out/sweep.log" \
     || echo "sweep stopped (DEADLINE_S=${DEADLINE_S:-0} or an error above): comparing what finished" | tee -a "$out/sweep.log"
 echo "sweep wall time $(( $(date +%s) - start )) s" | tee -a "$out/sweep.log"

@@ -131,23 +131,35 @@ class HandAfterJob(Callback):
 
     Same process and card, seconds after the job's energy windows, so a drifting machine moves both sides of
     a pair together. The hand model is loaded once (fp32 weights; autocast for fp16/bf16, as ela does).
+    With `before=true` the hand loop also runs right before each job (the row's `before_*` columns): the job
+    is bracketed, and the hand loop's own change across it is the pair's run-to-run spread.
     """
 
-    def __init__(self, csv: str, window_s: float = 2.5, windows: int = 2) -> None:
+    def __init__(self, csv: str, window_s: float = 2.5, windows: int = 2, before: bool = False) -> None:
         self.csv, self.window_s, self.windows, self.hand = Path(csv), window_s, windows, None
+        self.before, self.last_before = before, None
+
+    def _measure(self, config: DictConfig) -> dict[str, float]:
+        """The hand loop on this job's precision and batch (the model loaded at the first call)."""
+        if self.hand is None:
+            device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+            self.hand = Hand(str(config.model.path), Path(config.dataset.path), device)
+            self.hand.texts = self.hand.texts[: config.dataset.get("limit") or None]  # the job's rows, as ela
+        return self.hand.measure(str(config.precision.name), int(config.batch), self.window_s, self.windows)
+
+    def on_job_start(self, config: DictConfig, **kwargs) -> None:
+        """With `before`, measure the job's config by hand first."""
+        self.last_before = self._measure(config) if self.before else None
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs) -> None:
         """Measure the job's config by hand unless the job did not finish."""
         ret = job_return.return_value if job_return.status.name == "COMPLETED" else None
         if not isinstance(ret, dict) or ret.get("status") != "FINISHED":
             return
-        if self.hand is None:
-            device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-            self.hand = Hand(str(config.model.path), Path(config.dataset.path), device)
-            self.hand.texts = self.hand.texts[: config.dataset.get("limit") or None]  # the job's rows, as ela
         precision, batch, seed = str(config.precision.name), int(config.batch), int(config.seed)
-        m = self.hand.measure(precision, batch, self.window_s, self.windows)
-        row = {"round": seed, "seed": seed, "side": "hand", "precision": precision, "batch": batch, **m,
+        m = self._measure(config)
+        before = {f"before_{k}": v for k, v in (self.last_before or {}).items()}
+        row = {"round": seed, "seed": seed, "side": "hand", "precision": precision, "batch": batch, **m, **before,
                "run_id": ret.get("run_id", ""), "gpu": os.environ.get("CUDA_VISIBLE_DEVICES", "")}  # fmt: skip
         with open(self.csv, "a", newline="") as f:
             fcntl.flock(f, fcntl.LOCK_EX)  # jobs of a parallel launcher (fork, n_jobs>1) end at once
@@ -155,7 +167,8 @@ class HandAfterJob(Callback):
             if f.seek(0, 2) == 0:  # empty once the lock is ours: this row is the first
                 w.writeheader()
             w.writerow(row)
-        print(f"[hand] {precision}-b{batch}-s{seed}: {figures(m)}", flush=True)
+        was = f" (before the job: {figures(self.last_before)})" if self.last_before else ""
+        print(f"[hand] {precision}-b{batch}-s{seed}: {figures(m)}{was}", flush=True)
 
 
 def ela_job(args, precision: str, batch: int, extra: tuple[str, ...] = ()) -> dict[str, float]:
@@ -348,6 +361,8 @@ def compare_sweep(args, rows) -> None:
                     pair = (*key, str(r["seed"]))
                 if pair in pairs:
                     pairs[pair]["hand"] = {k: float(r[k]) for k in KEYS}
+                    if r.get(f"before_{KEYS[0]}"):  # bracketed (HandAfterJob before=true)
+                        pairs[pair]["before"] = {k: float(r[f"before_{k}"]) for k in KEYS}
     print(
         f"\n{len(runs)} jobs of the store's sweeps (one per repetition) vs {len(args.hand_csv.split(','))} "
         "hand-loop file(s) (median [min-max]):\n"
@@ -356,16 +371,26 @@ def compare_sweep(args, rows) -> None:
     order = sorted(rows, key=lambda k: (k[1], names.index(k[0]) if k[0] in names else 9))
     both = [k for k in order if rows[k].get("ela:cost_ms_per_sample") and rows[k].get("hand:cost_ms_per_sample")]
     table({k: rows[k] for k in both}, ("hand", "ela"))
-    paired = {k: v for k, v in pairs.items() if len(v) == 2}
+    paired = {k: v for k, v in pairs.items() if "ela" in v and "hand" in v}
     if paired:
-        print(f"\n{len(paired)} pairs (a job and the hand loop right after it, same config and seed):\n")
+        around = "before and after" if any("before" in v for v in paired.values()) else "right after"
+        print(f"\n{len(paired)} pairs (a job and the hand loop {around} it, same config and seed):\n")
         paired_table(paired, [k for k in order if any(p[:2] == k for p in paired)])
 
 
 def paired_table(pairs: dict[tuple[str, int, str], dict[str, dict]], configs: list[tuple[str, int]]) -> None:
-    """Markdown: per config, ela / hand of each pair (median [min-max]) and each pair's speed-up vs fp32."""
-    print("| config | pairs | cost ela / hand | p50 ela / hand | speed-up vs fp32 per seed, hand | ela | signs agree |")
-    print("|---|---|---|---|---|---|---|")
+    """Markdown: per config, ela / hand of each pair (median [min-max]) and each pair's speed-up vs fp32.
+
+    Where the hand loop also ran before each job (bracketed pairs), two more columns: the hand loop's own
+    change across the job (after / before: the pair's run-to-run spread), and in how many pairs ela's cost
+    lies within the two hand measurements' range.
+    """
+    bracketed = any("before" in v for v in pairs.values())
+    more = " hand after / before | ela inside hand's range |" if bracketed else ""
+    head = "| config | pairs | cost ela / hand | p50 ela / hand | speed-up vs fp32 per seed, hand | ela | signs agree |"
+    print(head + more)
+    print("|---|---|---|---|---|---|---|" + ("---|---|" if bracketed else ""))
+    cost = KEYS[0]
     for precision, batch in configs:
         seeds = sorted(s for (p, b, s) in pairs if (p, b) == (precision, batch))
         ratio = {k: [pairs[(precision, batch, s)]["ela"][k] / pairs[(precision, batch, s)]["hand"][k] for s in seeds]
@@ -375,14 +400,19 @@ def paired_table(pairs: dict[tuple[str, int, str], dict[str, dict]], configs: li
             ref = pairs.get(("fp32", batch, s))
             if not ref:
                 continue
-            up = {side: ref[side]["cost_ms_per_sample"] / pairs[(precision, batch, s)][side]["cost_ms_per_sample"]
-                  for side in ups}  # fmt: skip
+            up = {side: ref[side][cost] / pairs[(precision, batch, s)][side][cost] for side in ups}
             for side in ups:
                 ups[side].append(f"{up[side]:.2f}x")
             agree += same_sign(up["hand"], up["ela"])
         n = len(ups["ela"])
         cells = [f"{precision}-b{batch}", str(len(seeds)), *(spread(ratio[k]) for k in KEYS[:2]),
                  " ".join(ups["hand"]) or "-", " ".join(ups["ela"]) or "-", f"{agree} of {n}"]  # fmt: skip
+        if bracketed:
+            both = [pairs[(precision, batch, s)] for s in seeds if "before" in pairs[(precision, batch, s)]]
+            drift = [p["hand"][cost] / p["before"][cost] for p in both]
+            inside = sum(min(p["hand"][cost], p["before"][cost]) <= p["ela"][cost] <= max(p["hand"][cost],
+                         p["before"][cost]) for p in both)  # fmt: skip
+            cells += [spread(drift) if drift else "-", f"{inside} of {len(both)}"]
         print("| " + " | ".join(cells) + " |", flush=True)
 
 
