@@ -410,8 +410,8 @@ def paired_table(pairs: dict[tuple[str, int, str], dict[str, dict]], configs: li
         if bracketed:
             both = [pairs[(precision, batch, s)] for s in seeds if "before" in pairs[(precision, batch, s)]]
             drift = [p["hand"][cost] / p["before"][cost] for p in both]
-            inside = sum(min(p["hand"][cost], p["before"][cost]) <= p["ela"][cost] <= max(p["hand"][cost],
-                         p["before"][cost]) for p in both)  # fmt: skip
+            lo_hi = [sorted((p["before"][cost], p["hand"][cost])) for p in both]
+            inside = sum(lo <= p["ela"][cost] <= hi for (lo, hi), p in zip(lo_hi, both, strict=True))
             cells += [spread(drift) if drift else "-", f"{inside} of {len(both)}"]
         print("| " + " | ".join(cells) + " |", flush=True)
 

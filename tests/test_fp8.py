@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from conftest import FAST, compose_job, measure
@@ -54,8 +56,6 @@ def test_an_fp8_job_keeps_the_fp32_predictions_and_says_which_layers(tmp_path):
 def test_the_benchmarks_floor_counts_float8_layers_as_the_matmuls_they_are(monkeypatch):
     # real_data.py --precision fp8 computed its floor after convert(): a work() that saw only nn.Linear
     # counted none of the float8 matmuls, and the row's "x floor" came out ~100x too high.
-    from pathlib import Path
-
     from transformers import BertConfig, BertForSequenceClassification
 
     monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent / "benchmarks"))
