@@ -37,6 +37,7 @@ from omegaconf import DictConfig
 
 from ela.config import to_container, validate
 from ela.job import measure_job
+from ela.measure import host
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
 AUTOCAST = {"fp16": torch.float16, "bf16": torch.bfloat16}
@@ -107,22 +108,24 @@ class Hand:
                     self.sync()
                     times.append((time.perf_counter() - t0) * 1000)
             costs, joules = [], []
-            for _ in range(windows):
-                self.sync()
-                t0, e0, passes = time.perf_counter(), self.energy_j(), 0
-                while time.perf_counter() - t0 < window_s:
-                    for b in batches:
-                        forward(b)
-                    passes += 1
-                self.sync()
-                t1, e1 = time.perf_counter(), self.energy_j()
-                costs.append(1000 * (t1 - t0) / (passes * n))
-                joules.append((e1 - e0) / (passes * n))
+            with host.Watch() as watch:
+                for _ in range(windows):
+                    self.sync()
+                    t0, e0, passes = time.perf_counter(), self.energy_j(), 0
+                    while time.perf_counter() - t0 < window_s:
+                        for b in batches:
+                            forward(b)
+                        passes += 1
+                    self.sync()
+                    t1, e1 = time.perf_counter(), self.energy_j()
+                    costs.append(1000 * (t1 - t0) / (passes * n))
+                    joules.append((e1 - e0) / (passes * n))
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
         return {
             "cost_ms_per_sample": statistics.mean(costs),
             "batch_latency_ms_p50": statistics.median(times),
             "energy_j_per_sample": statistics.mean(joules),
+            **(host_figures(watch.load) if watch.load else {}),
         }
 
 
@@ -184,11 +187,21 @@ def ela_job(args, precision: str, batch: int, extra: tuple[str, ...] = ()) -> di
     return {**out.metrics, "verdict": out.tags.get("ela.verdict")}
 
 
+def host_figures(load: host.HostLoad) -> dict[str, float]:
+    """The host's load during a measurement's windows, under ela's metric names."""
+    return {"process_cpus_busy": load.own_cpus, "host_steal_share": load.steal_share,
+            "host_other_cpu_share": load.other_share, "gc_share": load.gc_share}  # fmt: skip
+
+
 def figures(m: dict[str, float]) -> str:
-    """One measurement's cost, p50 and energy per sample, for a progress line."""
+    """One measurement's cost, p50 and energy per sample (and the host's load where known), for a progress line."""
     joules = m.get("energy_j_per_sample", float("nan"))
     cost, p50 = m["cost_ms_per_sample"], m["batch_latency_ms_p50"]
-    return f"cost {cost:.3f} ms/sample, p50 {p50:.2f} ms/batch, {joules:.4f} J/sample"
+    out = f"cost {cost:.3f} ms/sample, p50 {p50:.2f} ms/batch, {joules:.4f} J/sample"
+    if "process_cpus_busy" in m:  # why a window was slow: this process off the CPU, or the VM's CPUs stolen
+        out += (f", CPUs busy {m['process_cpus_busy']:.2f}, other {m['host_other_cpu_share']:.1%}"
+                f" (steal {m['host_steal_share']:.1%}), GC {m['gc_share']:.1%}")  # fmt: skip
+    return out
 
 
 def spread(values: list[float], fmt: str = "{:.3f}") -> str:
@@ -349,7 +362,9 @@ def compare_sweep(args, rows) -> None:
         cv = m.get("cost_ms_per_sample_cv", 0)
         print(f"ela {key[0]}-b{key[1]} seed {rep}: cost {m['cost_ms_per_sample']:.3f} (window CV {cv:.1%}), "
               f"p50 {m['batch_latency_ms_p50']:.2f}, p90 {m['batch_latency_ms_p90']:.2f}, stalled "
-              f"{m['stalled_batch_share']:.1%}, verdict {run.data.tags.get('ela.verdict')}")  # fmt: skip
+              f"{m['stalled_batch_share']:.1%}, verdict {run.data.tags.get('ela.verdict')}"
+              + (f", CPUs busy {m['process_cpus_busy']:.2f}, steal {m['host_steal_share']:.1%}, GC {m['gc_share']:.1%}"
+                 if "process_cpus_busy" in m else ""))  # fmt: skip
     for path in args.hand_csv.split(","):
         with open(path) as f:
             for r in csv.DictReader(f):

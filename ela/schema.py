@@ -121,10 +121,23 @@ JOB = (
     Metric(("dynamic_energy_j",), "J", "gross − idle power × window length"),
     Metric((DYNAMIC_ENERGY,), "J", "per sample, gross − idle power × window length", True),
     Metric(
-        ("host_other_cpu_share", "other_ela_jobs"),
+        ("host_other_cpu_share", "host_steal_share", "other_ela_jobs"),
         "fraction, count",
-        "CPU time of other processes during the windows / host capacity (`/proc/stat` minus this process); other "
-        "ela jobs holding a device lock on this host",
+        "CPU time of other processes during the windows / host capacity (`/proc/stat` minus this process); of it, "
+        "the hypervisor's steal (another guest ran on this VM's CPUs); other ela jobs holding a device lock on "
+        "this host",
+    ),
+    Metric(
+        ("process_cpus_busy",),
+        "CPUs",
+        "this process's CPU seconds per wall second during the windows (an eager loop that launches GPU work "
+        "keeps ~1 busy; well below 1, it waited or was not scheduled)",
+    ),
+    Metric(
+        ("gc_share", "gc_full_collections"),
+        "fraction, count",
+        "of the windows' wall time, the share spent in Python's garbage collector (`gc.callbacks`; nothing is "
+        "launched meanwhile), and how many of its collections were full ones",
     ),
     Metric(
         tuple(GPU_STATE),

@@ -9,6 +9,7 @@ from ela.job.results import Loaded, Raw
 from ela.job.score import score
 from ela.measure.carbon import CarbonRecord
 from ela.measure.energy import MeterChoice
+from ela.measure.host import HostLoad
 from ela.measure.loops import EnergyWindow, Idle, LatencyPasses
 from ela.measure.meters import Window
 from ela.runtime.data import Batches, EvalSplit
@@ -42,7 +43,7 @@ def raw(stall: bool = False, carbon=None) -> Raw:
         windows=[window, window],
         state_start={},
         state_end={},
-        host_other_cpu_share=0.02,
+        host=HostLoad(other_share=0.02, steal_share=0.0, own_cpus=1.0),
         other_ela_jobs=0,
         tf32="matmul=False,cudnn=False",
         peak_mb=100.0,

@@ -53,7 +53,7 @@ class Phases:
         self.tick = progress.tick if progress is not None else None
         self.idle = self.tick_s = None
         self.state_start: dict[str, float] = {}
-        self.others, self.share = 0, None
+        self.others, self.load = 0, None
         self.phase_s: dict[str, float] = {}
         self.linears = ""  # precision=fp8: which linear layers multiply in float8 (tag ela.fp8_linears)
         # What the job found allocated (engines kept by earlier jobs): its peak memory is counted above it.
@@ -110,14 +110,15 @@ class Phases:
     def windows(self, runs: dict[str, Forward], batches) -> dict[str, list[EnergyWindow]]:
         """measure.repeats energy windows of each named workload, the card's state and host load around them."""
         me, out = self.job.measure, {name: [] for name in runs}
-        self.state_start, self.others, before = card_state(self.gpu) if self.gpu else {}, other_holders(), host.sample()
-        for i in range(me.repeats):  # workloads alternate, so drift during the job moves them alike
-            for name, forward in runs.items():
-                self.step(f"{name} {i + 1}/{me.repeats}")
-                out[name].append(
-                    energy_window(forward, batches, self.sync, self.meter, me.min_window_s, on_pass=self.tick)
-                )
-        self.share = host.other_cpu_share(before, host.sample())
+        self.state_start, self.others = card_state(self.gpu) if self.gpu else {}, other_holders()
+        with host.Watch() as watch:
+            for i in range(me.repeats):  # workloads alternate, so drift during the job moves them alike
+                for name, forward in runs.items():
+                    self.step(f"{name} {i + 1}/{me.repeats}")
+                    out[name].append(
+                        energy_window(forward, batches, self.sync, self.meter, me.min_window_s, on_pass=self.tick)
+                    )
+        self.load = watch.load
         return out
 
     def raw(self, loaded: Loaded, **measured) -> Raw:
@@ -136,7 +137,7 @@ class Phases:
             tick_s=self.tick_s,
             state_start=self.state_start,
             state_end=card_state(self.gpu) if self.gpu else {},
-            host_other_cpu_share=self.share,
+            host=self.load,
             other_ela_jobs=self.others,
             tf32=tf32_state(),
             peak_mb=peak,

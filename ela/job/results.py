@@ -9,6 +9,7 @@ import torch
 
 from ela.measure.carbon import CarbonRecord
 from ela.measure.energy import MeterChoice
+from ela.measure.host import HostLoad
 from ela.measure.loops import EnergyWindow, GenerationPasses, Idle, LatencyPasses
 from ela.runtime.data import Batches, EvalSplit
 
@@ -80,7 +81,7 @@ class Raw:
     windows: list[EnergyWindow]  # energy windows over the task's whole workload (generation: whole generations)
     state_start: dict[str, float]
     state_end: dict[str, float]
-    host_other_cpu_share: float | None
+    host: HostLoad | None  # the host's CPU load during the energy windows (None without /proc/stat)
     other_ela_jobs: int
     tf32: str
     peak_mb: float

@@ -50,8 +50,14 @@ def score(job: JobConfig, raw: Raw) -> JobOutcome:
             **{f"gpu_{k}_end": v for k, v in raw.state_end.items()},
         }
     )
-    if raw.host_other_cpu_share is not None:
-        m["host_other_cpu_share"] = raw.host_other_cpu_share
+    if raw.host is not None:
+        m.update(
+            host_other_cpu_share=raw.host.other_share,
+            host_steal_share=raw.host.steal_share,
+            process_cpus_busy=raw.host.own_cpus,
+            gc_share=raw.host.gc_share,
+            gc_full_collections=raw.host.gc_full,
+        )
     if raw.idle is not None:
         m["idle_settle_s"] = raw.idle.settle_s
     if raw.tick_s:
