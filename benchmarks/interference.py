@@ -13,35 +13,19 @@ exactly that set on, then the hand loop with the same samplers running around it
 from __future__ import annotations
 
 import argparse
-import contextlib
 import re
 import statistics
 from pathlib import Path
 
 import torch
 from hydra import compose, initialize_config_dir
+from observer import samplers
 from overhead import CONF, KEYS, Hand, ela_job, figures, spread
 
 from ela.config import to_container, validate
-from ela.measure.carbon import CarbonTracker
-from ela.measure.nvml import NvmlCounter
-from ela.measure.trace import PowerTrace
+from ela.measure.nvml import gpu_info
 
 SETS = {"none": (), "trace": ("trace",), "codecarbon": ("codecarbon",), "both": ("trace", "codecarbon")}
-
-
-@contextlib.contextmanager
-def samplers(names: tuple[str, ...], hand: Hand, job) -> None:
-    """The job's own samplers, started around the hand loop as a job starts them around its phases."""
-    with contextlib.ExitStack() as stack:
-        if "codecarbon" in names:
-            gpus = [torch.cuda.current_device()] if hand.handle is not None else []
-            tracker = CarbonTracker(job.codecarbon, gpus, "/tmp/ela-interference", "hand")
-            tracker.start()
-            stack.callback(tracker.close)
-        if "trace" in names and hand.handle is not None:
-            stack.callback(PowerTrace(NvmlCounter(hand.handle), job.measure.trace_interval_s).start().stop)
-        yield
 
 
 LINE = re.compile(r"round (\d+) samplers=(\S+)\s+(ela|hand)\s*: cost ([\d.]+) ms/sample, p50 ([\d.]+) ms/batch")
@@ -108,6 +92,8 @@ def main() -> None:
     hand.texts = hand.texts[: args.limit]
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         job = validate(to_container(compose("config", overrides=["model=local", f"model.path={args.model}"])))
+    card = gpu_info(device) if device.type == "cuda" else None
+    process = job.measure.samplers_in == "process"  # the hand loop's samplers run where the job's do
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(f"device: {name}, torch {torch.__version__}")
     records = []
@@ -117,7 +103,7 @@ def main() -> None:
             extra = (f"measure.trace={'trace' in on}", f"codecarbon.enabled={'codecarbon' in on}",
                      f"dataset.limit={args.limit}")  # fmt: skip
             m_ela = ela_job(args, args.precision, args.batch, extra)
-            with samplers(on, hand, job):
+            with samplers(on, job.codecarbon, job.measure.trace_interval_s, process, card):
                 m_hand = hand.measure(args.precision, args.batch, args.window_s, args.windows)
             for side, m in (("ela", m_ela), ("hand", m_hand)):
                 records.append({"call": 0, "round": rnd, "set": name, "side": side, **{k: m[k] for k in KEYS[:2]}})

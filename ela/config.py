@@ -152,6 +152,7 @@ class MeasureConfig:
     idle_window_s: float
     trace: bool
     trace_interval_s: float
+    samplers_in: str
     energy_meter: str
     fake_power_w: float
     fp32_reference: bool
@@ -164,6 +165,7 @@ class MeasureConfig:
         _positive_int("measure.repeats", self.repeats)
         _check(self.idle_max_settle_s >= 0, "measure.idle_max_settle_s", self.idle_max_settle_s, ">= 0 seconds")
         _one_of("measure.energy_meter", self.energy_meter, ENERGY_METERS)
+        _one_of("measure.samplers_in", self.samplers_in, ("process", "thread"))
         _flag("measure.trace", self.trace)
         _flag("measure.fp32_reference", self.fp32_reference)
 

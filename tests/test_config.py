@@ -69,6 +69,7 @@ def test_local_paths_from_environment(monkeypatch):
         (["device=tpu"], "device='tpu'"),
         (["measure.min_window_s=0"], "measure.min_window_s"),
         (["measure.energy_meter=watts"], "measure.energy_meter='watts'"),
+        (["measure.samplers_in=gpu"], "measure.samplers_in='gpu'"),
         (["codecarbon.country_iso_code=France"], "codecarbon.country_iso_code"),
         (["codecarbon.country_iso_code=XXX"], "'XXX' is not a country in CodeCarbon's offline data"),
         (["codecarbon.region=atlantis"], "no offline data for that region of USA"),

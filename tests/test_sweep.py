@@ -58,10 +58,7 @@ def test_children_carry_sane_metrics(sweep):
         assert m["num_samples"] == 48
         assert 0.85 <= m["accuracy"] <= 1.0
         assert 0 < m["batch_latency_ms_p50"] <= m["batch_latency_ms_p90"] <= m["batch_latency_ms_p99"]
-        assert m["cost_ms_per_sample"] == pytest.approx(
-            1000 * m["energy_window_s"] * m["energy_windows"] / (48 * m["energy_window_passes"] * m["energy_windows"]),
-            rel=0.05,
-        )
+        assert m["cost_ms_per_sample"] > 0  # exactly its windows' figure: the artifact test below
         assert m["throughput_samples_per_s"] > 0 and m["latency_passes"] >= 1 and m["latency_window_s"] >= 0.2
         assert 0 <= m["stalled_batch_share"] <= 1 and m["latency_cost_ratio"] > 0
         assert m["energy_window_s"] >= 0.2 and m["energy_window_passes"] >= 1 and m["energy_windows"] == 2
@@ -102,6 +99,8 @@ def test_children_carry_tags_params_and_artifacts(sweep):
     )
     per_sample = [float(w["energy_j"]) / float(w["samples"]) for w in windows]
     assert len(windows) == 2 and run.data.metrics["energy_j_per_sample"] == pytest.approx(sum(per_sample) / 2)
+    cost = [1000 * float(w["duration_s"]) / float(w["samples"]) for w in windows]  # windows may differ in passes
+    assert run.data.metrics["cost_ms_per_sample"] == pytest.approx(sum(cost) / 2)
     rows = list(csv.DictReader(io.StringIO(Path(c.download_artifacts(run.info.run_id, "predictions.csv")).read_text())))
     assert len(rows) == 48
     assert set(rows[0]) == {"index", "token_length", "label", "prediction", "confidence", "prediction_fp32"}

@@ -116,12 +116,12 @@ def _device_lock(job: JobConfig, device_type: str) -> contextlib.AbstractContext
 
 @contextlib.contextmanager
 def _carbon(job: JobConfig, choice: MeterChoice, job_dir: Path) -> Iterator[CarbonTracker | None]:
-    """CodeCarbon over the whole job; its sampler thread is stopped however the job ends."""
+    """CodeCarbon over the whole job; its sampler is stopped however the job ends."""
     if not job.codecarbon.enabled:
         yield None
         return
     gpus = [choice.gpu.nvml_index] if choice.gpu else []
-    tracker = CarbonTracker(job.codecarbon, gpus, str(job_dir), job.run_name)
+    tracker = CarbonTracker(job.codecarbon, gpus, str(job_dir), job.run_name, job.measure.samplers_in == "process")
     tracker.start()
     try:
         yield tracker
@@ -136,11 +136,11 @@ def _trace(job: JobConfig, choice: MeterChoice) -> Iterator[PowerTrace | None]:
     if counter is None or not job.measure.trace:
         yield None
         return
-    trace = PowerTrace(counter, job.measure.trace_interval_s).start()
+    trace = PowerTrace(counter, job.measure.trace_interval_s, job.measure.samplers_in == "process")
     try:
-        yield trace
+        yield trace.start()
     finally:
-        trace.stop()
+        trace.close()
 
 
 def _stop(carbon: CarbonTracker | None):

@@ -15,11 +15,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 from ela import ElaError
 from ela.measure import host
 from ela.measure.meters import MeasurementError, Window, checked_window
+from ela.measure.sidecar import Sidecar, SidecarError
 
 if TYPE_CHECKING:  # config imports this module's choices: no import of config at run time
     from ela.config import CodeCarbonConfig
@@ -89,50 +91,78 @@ def cpu_method(mode: str) -> str:
     return "codecarbon-rapl" if mode == "intel_rapl" else f"codecarbon-model({mode})"
 
 
-class CarbonTracker:
-    """CodeCarbon over the whole job (loading and reference passes included), for job energy and emissions."""
+class JobTracker:
+    """CodeCarbon's tracker over a whole job, as the sampler process runs it: `start`, then `stop` -> totals.
 
-    def __init__(self, cfg: CodeCarbonConfig, gpu_ids: list[int], output_dir: str, project: str) -> None:
-        self._expects_gpu = bool(gpu_ids)
-        self._tracker = _tracker(cfg, gpu_ids, output_dir, project)
-        self._running = False
+    Takes the `codecarbon` settings as a dict: ela.config (and with it torch) stays out of that process.
+    """
+
+    def __init__(self, cfg: dict[str, Any], gpu_ids: list[int], output_dir: str, project: str) -> None:
+        self._tracker = _tracker(SimpleNamespace(**cfg), gpu_ids, output_dir, project)
 
     def start(self) -> None:
-        """Start sampling."""
+        """Start CodeCarbon's sampling."""
         self._tracker.start()
-        self._running = True
+
+    def stop(self) -> tuple[dict[str, Any] | None, str]:
+        """Stop; CodeCarbon's EmissionsData as a dict (None where it swallowed an error) and its CPU mode."""
+        self._tracker.stop()
+        data = getattr(self._tracker, "final_emissions_data", None)
+        return (dataclasses.asdict(data) if data is not None else None), _cpu_mode(self._tracker)
+
+
+class CarbonTracker:
+    """CodeCarbon over the whole job (loading and reference passes included), for job energy and emissions.
+
+    CodeCarbon samples from threads every second; they run in a process of their own (ela.measure.sidecar) unless
+    `process=False`. Its `tracking_mode="machine"` measures the host and its GPUs, not a process, so the totals
+    are the same from there.
+    """
+
+    def __init__(
+        self, cfg: CodeCarbonConfig, gpu_ids: list[int], output_dir: str, project: str, process: bool = True
+    ) -> None:
+        self._expects_gpu = bool(gpu_ids)
+        self._sidecar = Sidecar(JobTracker, dataclasses.asdict(cfg), gpu_ids, output_dir, project, process=process)
+
+    def start(self) -> None:
+        """Start sampling (returns once CodeCarbon runs)."""
+        try:
+            self._sidecar.start()
+        except SidecarError as err:
+            self._sidecar.close()
+            raise MeasurementError(str(err)) from err
 
     def close(self) -> None:
-        """Stop the sampler thread if the job ended before `stop` (a crash); idempotent."""
-        if self._running:
-            self._running = False
-            self._tracker.stop()
+        """Stop CodeCarbon if the job ended before `stop` (a crash); idempotent."""
+        self._sidecar.close()
 
     def stop(self) -> CarbonRecord:
         """Stop once and return the record; a None result (CodeCarbon swallowed an error) raises."""
-        self._running = False
-        self._tracker.stop()
-        data = getattr(self._tracker, "final_emissions_data", None)
+        try:
+            data, mode = self._sidecar.stop()
+        except SidecarError as err:
+            raise MeasurementError(str(err)) from err
         if data is None:
             raise MeasurementError("CodeCarbon returned no emissions data for this job")
-        if self._expects_gpu and not data.gpu_energy:
+        if self._expects_gpu and not data["gpu_energy"]:
             raise MeasurementError(
                 "CodeCarbon reported 0 J for the GPU this job used, so its totals and emissions would leave "
                 "the GPU out; not logging them"
             )
         return CarbonRecord(
-            energy_kwh=data.energy_consumed,
-            cpu_energy_kwh=data.cpu_energy,
-            ram_energy_kwh=data.ram_energy,
-            gpu_energy_kwh=data.gpu_energy,
-            emissions_g=data.emissions * 1000.0,  # CodeCarbon reports kg CO2e
-            duration_s=data.duration,
+            energy_kwh=data["energy_consumed"],
+            cpu_energy_kwh=data["cpu_energy"],
+            ram_energy_kwh=data["ram_energy"],
+            gpu_energy_kwh=data["gpu_energy"],
+            emissions_g=data["emissions"] * 1000.0,  # CodeCarbon reports kg CO2e
+            duration_s=data["duration"],
             methods={
-                "cpu": cpu_method(_cpu_mode(self._tracker)),
+                "cpu": cpu_method(mode),
                 "ram": "codecarbon-model(ram)",
-                "gpu": "codecarbon-nvml" if data.gpu_count else "none",
+                "gpu": "codecarbon-nvml" if data["gpu_count"] else "none",
             },
-            raw=dataclasses.asdict(data),
+            raw=data,
         )
 
 

@@ -6,10 +6,12 @@ NVML calls cost ~4 ms each on the lent H200, so nothing here is ever called insi
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import torch
+from typing import TYPE_CHECKING
 
 from ela import ElaError
+
+if TYPE_CHECKING:  # torch is imported where CUDA is asked about: the sampler process reads NVML only
+    import torch
 
 
 def _nvml():
@@ -51,12 +53,16 @@ class GpuInfo:
 
 def cuda_uuid(index: int) -> str:
     """NVML-style UUID ("GPU-...") of a CUDA device."""
+    import torch
+
     uuid = str(torch.cuda.get_device_properties(index).uuid)
     return uuid if uuid.startswith("GPU-") else f"GPU-{uuid}"
 
 
 def gpu_info(device: torch.device) -> GpuInfo:
     """Find the NVML handle of the CUDA device by UUID (robust to CUDA_VISIBLE_DEVICES ordering)."""
+    import torch
+
     nvml = _nvml()
     uuid = cuda_uuid(device.index if device.index is not None else torch.cuda.current_device())
     handle = nvml.nvmlDeviceGetHandleByUUID(uuid)
@@ -90,6 +96,10 @@ class NvmlCounter:
     def __init__(self, handle: object) -> None:
         self._nvml, self._handle = _nvml(), handle
 
+    def __reduce__(self):
+        # NVML handles don't cross processes; the UUID does (the trace samples in a process of its own).
+        return _counter_of, (self._nvml.nvmlDeviceGetUUID(self._handle),)
+
     def read_j(self) -> float:
         """Cumulative energy in joules."""
         return self._nvml.nvmlDeviceGetTotalEnergyConsumption(self._handle) / 1000.0
@@ -97,6 +107,11 @@ class NvmlCounter:
     def read_power_w(self) -> float:
         """NVML's current power reading (for settling and traces, never for window energy)."""
         return self._nvml.nvmlDeviceGetPowerUsage(self._handle) / 1000.0
+
+
+def _counter_of(uuid: str) -> NvmlCounter:
+    """The energy counter of the GPU with this UUID, in this process."""
+    return NvmlCounter(_nvml().nvmlDeviceGetHandleByUUID(uuid))
 
 
 def host_uuids() -> list[str]:

@@ -4,56 +4,83 @@ from __future__ import annotations
 
 import threading
 import time
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from ela.measure.meters import EnergyCounter
+from ela.measure.sidecar import Sidecar
+
+if TYPE_CHECKING:  # pandas is the job's, not the sampler process's (its start stays short)
+    import pandas as pd
+
+Row = tuple[float, str, float, "float | None"]  # perf_counter time, phase, energy J, power W
 
 
-class PowerTrace:
-    """Samples counter energy (and power, where the counter has it) from a daemon thread.
+class Sampler:
+    """Samples a counter's energy (and power, where it has it) every interval from a daemon thread.
 
-    NVML calls go through ctypes, which releases the GIL, so the sampler barely touches the
-    launching thread; the benchmark in benchmarks/overhead.py measures ela with it running.
+    Runs wherever `PowerTrace` puts it: in a process of its own by default (see ela.measure.sidecar).
+    Times are `time.perf_counter()`, the system-wide monotonic clock, so they line up across processes.
     """
 
-    def __init__(self, counter: EnergyCounter, interval_s: float = 0.1) -> None:
+    def __init__(self, counter: EnergyCounter, interval_s: float) -> None:
         self._counter, self._interval = counter, interval_s
-        self._rows: list[tuple[float, str, float, float | None]] = []
+        self._rows: list[Row] = []
         self._phase = "start"
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="ela-power-trace", daemon=True)
-        self._t0 = time.perf_counter()
 
-    def start(self) -> PowerTrace:
+    def start(self) -> None:
         """Start sampling in the background."""
         self._thread.start()
-        return self
 
     def mark(self, phase: str) -> None:
-        """Label the samples from now on with this phase (e.g. `window 2`), and sample once now.
-
-        The sample right away lets a phase shorter than the interval show up. Called between phases,
-        never inside a window.
-        """
+        """Label the samples from now on with this phase, and sample once now (a short phase shows up)."""
         self._phase = phase
         self._sample()
 
     def _sample(self) -> None:
         read_power = getattr(self._counter, "read_power_w", None)
         power = read_power() if read_power else None
-        self._rows.append((time.perf_counter() - self._t0, self._phase, self._counter.read_j(), power))
+        self._rows.append((time.perf_counter(), self._phase, self._counter.read_j(), power))
 
     def _run(self) -> None:
         while not self._stop.is_set():
             self._sample()
             self._stop.wait(self._interval)
 
-    def stop(self) -> pd.DataFrame:
-        """Stop sampling; the trace with energy relative to its first sample."""
+    def stop(self) -> list[Row]:
+        """Stop sampling; every sample taken."""
         self._stop.set()
         self._thread.join(timeout=5)
-        df = pd.DataFrame(self._rows, columns=["t_s", "phase", "energy_j", "power_w"])
+        return self._rows
+
+
+class PowerTrace:
+    """The job's trace: a `Sampler` on the meter's counter, in its own process unless `process=False`."""
+
+    def __init__(self, counter: EnergyCounter, interval_s: float = 0.1, process: bool = True) -> None:
+        self._t0 = time.perf_counter()
+        self._sidecar = Sidecar(Sampler, counter, interval_s, process=process)
+
+    def start(self) -> PowerTrace:
+        """Start sampling (returns once the sampler runs)."""
+        self._sidecar.start()
+        return self
+
+    def mark(self, phase: str) -> None:
+        """Label the samples from now on with this phase (e.g. `window 2`); between phases, never in a window."""
+        self._sidecar.mark(phase)
+
+    def close(self) -> None:
+        """Stop sampling if `stop` was never reached (a failed job); idempotent."""
+        self._sidecar.close()
+
+    def stop(self) -> pd.DataFrame:
+        """Stop sampling; the trace, time from this trace's creation, energy relative to its first sample."""
+        import pandas as pd
+
+        df = pd.DataFrame(self._sidecar.stop(), columns=["t_s", "phase", "energy_j", "power_w"])
+        df["t_s"] -= self._t0
         df = df.sort_values("t_s", kind="stable").reset_index(drop=True)  # two threads append
         if len(df):
             df["energy_j"] -= df["energy_j"].iloc[0]

@@ -1,0 +1,165 @@
+"""Background samplers in a process of their own, so they never take the launching thread's interpreter lock.
+
+At batch 1 a GPU job is launch-bound: one Python thread queues every kernel, and whenever another thread of
+that process holds the GIL nothing is queued. As threads of the job's process, the power trace and
+CodeCarbon's tracker took 0.2-0.5% of that thread's time in pauses over 50 us on an H100 host, and none from a
+process of their own (benchmarks/observer.py). zeus's `PowerMonitor` polls from a separate process for the
+same reason. `Sidecar(make, *args)` builds `make(*args)` in a fresh interpreter (`python -m
+ela.measure.sidecar`, nothing of the job imported) and drives it with pickled messages over the child's
+stdin/stdout: the sampler is any object with `start() -> info`, `stop() -> result` and, optionally,
+`mark(label)`. With `process=False` the same object runs in this process, as threads (the old behaviour, kept
+for comparison: `measure.samplers_in=thread`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import select
+import subprocess
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from ela import ElaError
+
+
+class SidecarError(ElaError):
+    """The sampler failed in its process (the message is its error), or the process did not answer."""
+
+
+class Sidecar:
+    """One sampler, built by `make(*args)`, run in a child process (or inline); `start`, `mark`, `stop`."""
+
+    def __init__(self, make: Callable[..., Any], *args: Any, process: bool = True, timeout_s: float = 60.0) -> None:
+        self._make, self._args, self._timeout = make, args, timeout_s
+        self._proc: subprocess.Popen | None = None
+        self._inline: Any = None
+        self._done = False
+        if not process:
+            self._inline = make(*args)
+            return
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "ela.measure.sidecar"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},  # as this process imports
+            start_new_session=True,  # a Ctrl-C or a launcher's signal to the job's group is the job's to handle
+        )
+        self._send((make, args))
+
+    def start(self) -> Any:
+        """Start sampling; waits until the sampler runs and returns what its `start` returned."""
+        if self._proc is None:
+            return self._inline.start()
+        return self._receive("start")
+
+    def mark(self, label: str) -> None:
+        """Pass a label to the sampler (between phases: a pickle down a pipe, no reply awaited)."""
+        if self._proc is None:
+            self._inline.mark(label)
+        elif not self._done:
+            self._send(("mark", label))
+
+    def stop(self) -> Any:
+        """Stop the sampler and return its result; the process ends."""
+        if self._done:
+            raise SidecarError(f"{self._name()} was already stopped")
+        self._done = True
+        if self._proc is None:
+            return self._inline.stop()
+        try:
+            self._send(("stop",))
+            return self._receive("stop")
+        finally:
+            self._reap()
+
+    def close(self) -> None:
+        """Stop without a result if `stop` was never reached (a failed job); idempotent."""
+        if self._done:
+            return
+        self._done = True
+        if self._proc is None:
+            self._inline.stop()
+            return
+        with contextlib.suppress(SidecarError):  # already gone
+            self._send(("stop",))
+        self._reap()
+
+    def _name(self) -> str:
+        return f"the {getattr(self._make, '__qualname__', self._make)} sampler process"
+
+    def _send(self, message: object) -> None:
+        try:
+            pickle.dump(message, self._proc.stdin)
+            self._proc.stdin.flush()
+        except (BrokenPipeError, OSError) as err:
+            raise SidecarError(f"{self._name()} is gone (exit code {self._proc.poll()}): {err}") from err
+
+    def _receive(self, step: str) -> Any:
+        ready, _, _ = select.select([self._proc.stdout], [], [], self._timeout)
+        if not ready:
+            self._proc.kill()
+            raise SidecarError(f"{self._name()} did not answer {step} within {self._timeout:g} s; killed it")
+        try:
+            kind, value = pickle.load(self._proc.stdout)
+        except (EOFError, pickle.UnpicklingError) as err:
+            raise SidecarError(
+                f"{self._name()} ended during {step} (exit code {self._proc.wait()}; its stderr is above)"
+            ) from err
+        if kind == "error":
+            raise SidecarError(value)
+        return value
+
+    def _reap(self) -> None:
+        try:
+            self._proc.stdin.close()
+            self._proc.wait(timeout=self._timeout)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+
+
+def _message(err: Exception) -> str:
+    """The message the parent raises: an ElaError as it reads, anything else with its type."""
+    return str(err) if isinstance(err, ElaError) else f"{type(err).__name__}: {err}"
+
+
+def _serve() -> None:
+    """The child: build the sampler, then start, mark and stop it as the parent says; EOF stops it too."""
+    inbox, outbox = sys.stdin.buffer, os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)  # whatever the sampler prints goes to stderr, never into the message stream
+
+    def reply(kind: str, value: Any) -> None:
+        pickle.dump((kind, value), outbox)
+        outbox.flush()
+
+    try:
+        make, args = pickle.load(inbox)
+        sampler = make(*args)
+        reply("ok", sampler.start())
+    except Exception as err:  # noqa: BLE001 - the parent raises it, with this message
+        reply("error", _message(err))
+        return
+    while True:
+        try:
+            message = pickle.load(inbox)
+        except EOFError:  # the parent is gone: stop sampling, nobody to answer
+            message = ("exit",)
+        if message[0] == "mark":
+            sampler.mark(message[1])
+            continue
+        try:
+            result = sampler.stop()
+        except Exception as err:  # noqa: BLE001
+            if message[0] == "stop":
+                reply("error", _message(err))
+            return
+        if message[0] == "stop":
+            reply("ok", result)
+        return
+
+
+if __name__ == "__main__":
+    _serve()

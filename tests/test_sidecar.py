@@ -1,0 +1,114 @@
+"""Samplers in a process of their own: the job's process runs no sampler thread, marks and results cross over,
+errors arrive with their message, and a sampler process never outlives its job."""
+
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import pytest
+
+from ela.measure.meters import FakeCounter
+from ela.measure.sidecar import Sidecar, SidecarError
+from ela.measure.trace import PowerTrace
+
+
+class Probe:
+    """A sampler that reports where it runs and what it was told."""
+
+    def __init__(self, fail: str = "") -> None:
+        if fail == "init":
+            raise ValueError("no such meter")
+        self.fail, self.marks = fail, []
+
+    def start(self) -> int:
+        return os.getpid()
+
+    def mark(self, label: str) -> None:
+        self.marks.append(label)
+
+    def stop(self) -> tuple[int, list[str]]:
+        if self.fail == "stop":
+            raise RuntimeError("counter reset")
+        return os.getpid(), self.marks
+
+
+def test_a_sampler_runs_in_another_process_and_hands_back_its_marks():
+    side = Sidecar(Probe)
+    pid = side.start()
+    side.mark("load")
+    side.mark("window 1/2")
+    stopped_pid, marks = side.stop()
+    assert pid == stopped_pid != os.getpid()
+    assert marks == ["load", "window 1/2"]
+    side.close()  # after stop: nothing left to do
+
+
+def test_inline_runs_the_same_sampler_in_this_process():
+    side = Sidecar(Probe, process=False)
+    assert side.start() == os.getpid()
+    side.mark("x")
+    assert side.stop() == (os.getpid(), ["x"])
+
+
+@pytest.mark.parametrize("fail, step, message", [("init", "start", "ValueError: no such meter"),
+                                                 ("stop", "stop", "RuntimeError: counter reset")])  # fmt: skip
+def test_a_failing_sampler_raises_its_own_message(fail, step, message):
+    side = Sidecar(Probe, fail)
+    if step == "stop":
+        side.start()
+    with pytest.raises(SidecarError, match=message):
+        getattr(side, step)()
+    side.close()
+
+
+def test_the_trace_samples_from_its_process_with_phases_and_no_thread_here():
+    trace = PowerTrace(FakeCounter(100.0), interval_s=0.02).start()
+    assert not [t for t in threading.enumerate() if t.name == "ela-power-trace"]
+    trace.mark("load")
+    time.sleep(0.1)
+    trace.mark("window 1/1")
+    time.sleep(0.1)
+    df = trace.stop()
+    assert list(df["phase"].unique()) == ["start", "load", "window 1/1"]  # in time order, each mark sampled at once
+    assert df["t_s"].is_monotonic_increasing and df["t_s"].iloc[0] >= 0
+    assert df["energy_j"].iloc[0] == 0 and df["energy_j"].is_monotonic_increasing
+    # the fake counter's clock is the system-wide perf_counter: the child's copy integrates the same 100 W
+    span = df["t_s"].iloc[-1] - df["t_s"].iloc[0]
+    assert df["energy_j"].iloc[-1] == pytest.approx(100.0 * span, abs=0.1)  # (clock and counter read ~us apart)
+
+
+def test_in_thread_mode_the_trace_samples_from_a_thread_of_this_process():
+    trace = PowerTrace(FakeCounter(100.0), interval_s=0.02, process=False).start()
+    assert [t for t in threading.enumerate() if t.name == "ela-power-trace"]
+    trace.mark("load")
+    assert set(trace.stop()["phase"]) == {"start", "load"}
+
+
+def test_a_sampler_process_ends_when_its_job_dies(tmp_path):
+    # The job is killed without closing anything (os._exit): its sampler sees its stdin close and ends.
+    script = textwrap.dedent(f"""
+        import os, sys
+        sys.path.insert(0, {os.path.dirname(__file__)!r})
+        from ela.measure.sidecar import Sidecar
+        from test_sidecar import Probe
+        print(Sidecar(Probe).start(), flush=True)
+        os._exit(0)
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    pid = int(out.stdout.strip())
+    for _ in range(300):  # a safety bound, not a timing assertion: it ends as soon as it reads EOF
+        if not _alive(pid):
+            return
+        time.sleep(0.1)
+    pytest.fail(f"sampler process {pid} outlived its job")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"  # a zombie has ended (its parent is gone, init reaps it)
+    except FileNotFoundError:
+        return False
