@@ -20,10 +20,11 @@ import argparse
 import contextlib
 import statistics
 import time
+from pathlib import Path
 
 import torch
 from hydra import compose, initialize_config_dir
-from overhead import CONF
+from overhead import CONF, Hand
 
 from ela.config import CodeCarbonConfig, to_container
 from ela.measure.carbon import CarbonTracker
@@ -73,50 +74,67 @@ def samplers(names, cc: CodeCarbonConfig | None, interval_s: float, process: boo
 def main() -> None:
     """Alternate the sampler sets round by round and print what each one cost the main thread."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--work", choices=("gaps", "launch"), default="gaps")
+    ap.add_argument("--work", choices=("gaps", "launch", "forward"), default="gaps")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=5.0, help="spin time per set and round")
     ap.add_argument("--gap-us", type=float, default=50.0, help="a longer pause between two clock reads is a gap")
     ap.add_argument("--power-secs", default="1", help="CodeCarbon intervals to try (codecarbon.measure_power_secs)")
     ap.add_argument("--where", default="thread", help="thread, process or thread,process: where the samplers run")
+    ap.add_argument("--trace-secs", default="0.1", help="trace intervals to try (measure.trace_interval_s)")
+    ap.add_argument("--model", help="--work forward: the classifier's directory")
+    ap.add_argument("--data", help="--work forward: the directory with dev.tsv")
+    ap.add_argument("--precision", default="tf32")
+    ap.add_argument("--batch", type=int, default=1)
+    ap.add_argument("--limit", type=int, default=300, help="--work forward: first N dev sentences")
     args = ap.parse_args()
     with initialize_config_dir(config_dir=str(CONF), version_base=None):
         cfg = to_container(compose(config_name="config"))
-    sets: dict[str, tuple[tuple[str, ...], CodeCarbonConfig | None, bool]] = {"none": ((), None, False)}
+    Set = tuple[tuple[str, ...], CodeCarbonConfig | None, bool, float]  # samplers, CodeCarbon, process, trace s
+    sets: dict[str, Set] = {"none": ((), None, False, 0.0)}
     gpu = torch.cuda.is_available()
     card = gpu_info(torch.device("cuda", torch.cuda.current_device())) if gpu else None
+    traces = [float(t) for t in args.trace_secs.split(",")]
     for where in args.where.split(","):
-        tail = "" if where == "thread" else " (process)"
-        if gpu:
-            sets[f"trace{tail}"] = (("trace",), None, where == "process")
+        tail, process = ("", False) if where == "thread" else (" (process)", True)
+        for ti in traces if gpu else []:
+            sets[f"trace@{ti:g}s{tail}"] = (("trace",), None, process, ti)
         for secs in [float(s) for s in args.power_secs.split(",")]:
             cc = CodeCarbonConfig(**{**cfg["codecarbon"], "measure_power_secs": secs, "save_to_file": False})
-            sets[f"codecarbon@{secs:g}s{tail}"] = (("codecarbon",), cc, where == "process")
+            sets[f"codecarbon@{secs:g}s{tail}"] = (("codecarbon",), cc, process, 0.0)
             if gpu:
-                sets[f"both@{secs:g}s{tail}"] = (("trace", "codecarbon"), cc, where == "process")
+                sets[f"both@{secs:g}s{tail}"] = (("trace", "codecarbon"), cc, process, traces[0])
     if args.work == "launch" and not gpu:
         raise SystemExit("--work launch needs a CUDA GPU")
-    what = "launch rate" if args.work == "launch" else f"gaps > {args.gap_us:g} us count as lost"
+    what = {"launch": "launch rate", "forward": f"the hand loop, {args.precision}-b{args.batch}"}
+    what = what.get(args.work, f"gaps > {args.gap_us:g} us count as lost")
     print(f"device: {torch.cuda.get_device_name() if gpu else 'cpu'}; {what}")
     work = {
         "gaps": lambda: gaps(args.seconds, args.gap_us * 1e-6),
         "launch": lambda: launches(args.seconds, torch.device("cuda")),
+        "forward": lambda: hand_figures(hand, args),
     }[args.work]
-    if args.work == "launch":
-        work()  # CUDA context, first launches
+    if args.work == "forward":
+        if not (args.model and args.data):
+            ap.error("--work forward needs --model and --data")
+        hand = Hand(args.model, Path(args.data), torch.device("cuda" if gpu else "cpu"))
+        hand.texts = hand.texts[: args.limit]
+    if args.work != "gaps":
+        work()  # CUDA context, first launches, every shape once
     got: dict[str, list[tuple[float, int, float]]] = {name: [] for name in sets}
     for rnd in range(args.rounds):
-        for name, (on, cc, process) in sets.items():
-            with samplers(on, cc, cfg["measure"]["trace_interval_s"], process, card):
+        for name, (on, cc, process, interval_s) in sets.items():
+            with samplers(on, cc, interval_s, process, card):
                 time.sleep(0.3)  # past the samplers' first reads, which a job takes outside its windows
                 got[name].append(work())
             share, n, big = got[name][-1]
             if args.work == "launch":
                 print(f"round {rnd} {name:26s}: {share:,.0f} launches/s", flush=True)
+            elif args.work == "forward":
+                print(f"round {rnd} {name:26s}: cost {share:.3f} ms/sample, p50 {n:.2f} ms/batch", flush=True)
             else:
                 print(f"round {rnd} {name:26s}: lost {share * 100:.3f}% in {n} gaps, largest {big:.2f} ms")
-    if args.work == "launch":
-        launch_table(got)
+    if args.work != "gaps":
+        rate_table(got, "launches/s" if args.work == "launch" else "cost ms/sample")
         return
     base = statistics.median(s for s, _, _ in got["none"])
     print("\n| samplers | main thread's time lost, median [min-max] | minus none | gaps per s | largest gap ms |")
@@ -130,15 +148,21 @@ def main() -> None:
         )
 
 
-def launch_table(got: dict[str, list[tuple[float, int, float]]]) -> None:
-    """Per sampler set, the launch rate and its loss against no samplers (median over rounds)."""
+def hand_figures(hand: Hand, args) -> tuple[float, float, float]:
+    """The hand loop's cost per sample (one window of --seconds) and p50 batch latency."""
+    m = hand.measure(args.precision, args.batch, args.seconds, 1)
+    return m["cost_ms_per_sample"], m["batch_latency_ms_p50"], 0.0
+
+
+def rate_table(got: dict[str, list[tuple[float, float, float]]], unit: str) -> None:
+    """Per sampler set, the figure (launch rate or cost) and its change against no samplers (median over rounds)."""
     base = statistics.median(r for r, _, _ in got["none"])
-    print("\n| samplers | launches/s, median [min-max] | against none |")
+    print(f"\n| samplers | {unit}, median [min-max] | against none |")
     print("|---|---|---|")
     for name, rows in got.items():
         rates = [r for r, _, _ in rows]
         med = statistics.median(rates)
-        print(f"| {name} | {med:,.0f} [{min(rates):,.0f}-{max(rates):,.0f}] | {(med / base - 1) * 100:+.2f}% |")
+        print(f"| {name} | {med:,.3f} [{min(rates):,.3f}-{max(rates):,.3f}] | {(med / base - 1) * 100:+.2f}% |")
 
 
 if __name__ == "__main__":

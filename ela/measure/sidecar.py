@@ -127,38 +127,49 @@ def _message(err: Exception) -> str:
 
 
 def _serve() -> None:
-    """The child: build the sampler, then start, mark and stop it as the parent says; EOF stops it too."""
+    """The child: build the sampler, then start, mark and stop it as the parent says; EOF stops it too.
+
+    A job killed outright (an OOM kill) leaves its samplers talking to nobody: they stop quietly, no traceback.
+    """
     inbox, outbox = sys.stdin.buffer, os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # whatever the sampler prints goes to stderr, never into the message stream
 
-    def reply(kind: str, value: Any) -> None:
-        pickle.dump((kind, value), outbox)
-        outbox.flush()
+    def reply(kind: str, value: Any) -> bool:
+        try:
+            pickle.dump((kind, value), outbox)
+            outbox.flush()
+            return True
+        except OSError:  # the job is gone
+            return False
+
+    def receive() -> tuple:
+        try:
+            return pickle.load(inbox)
+        except (EOFError, OSError, pickle.UnpicklingError):  # the job is gone: stop, nobody to answer
+            return ("exit",)
 
     try:
         make, args = pickle.load(inbox)
         sampler = make(*args)
-        reply("ok", sampler.start())
+        started = reply("ok", sampler.start())
+    except (EOFError, OSError):
+        os._exit(0)
     except Exception as err:  # noqa: BLE001 - the parent raises it, with this message
         reply("error", _message(err))
-        return
-    while True:
-        try:
-            message = pickle.load(inbox)
-        except EOFError:  # the parent is gone: stop sampling, nobody to answer
-            message = ("exit",)
-        if message[0] == "mark":
-            sampler.mark(message[1])
-            continue
-        try:
-            result = sampler.stop()
-        except Exception as err:  # noqa: BLE001
-            if message[0] == "stop":
-                reply("error", _message(err))
-            return
+        os._exit(0)
+    message = receive() if started else ("exit",)
+    while message[0] == "mark":
+        sampler.mark(message[1])
+        message = receive()
+    try:
+        result = sampler.stop()
+    except Exception as err:  # noqa: BLE001
+        if message[0] == "stop":
+            reply("error", _message(err))
+    else:
         if message[0] == "stop":
             reply("ok", result)
-        return
+    os._exit(0)  # nothing left to flush into a pipe that may be closed (no "Exception ignored" at exit)
 
 
 if __name__ == "__main__":
