@@ -1,17 +1,21 @@
-"""How much of the launching thread's time do ela's background samplers take (the GIL they hold)?
+"""How much of the launching thread's time do ela's background samplers take, as threads and as processes?
 
 At batch 1 a GPU job is launch-bound: one Python thread queues every kernel, and any moment another Python
 thread holds the interpreter lock, no kernel is queued. Inside a job two samplers run beside that thread:
 the power trace (`measure.trace`, NVML every `trace_interval_s`) and CodeCarbon's tracker
-(`codecarbon.enabled`, every `measure_power_secs`). This probe spins the main thread in a tight loop of
-clock reads and adds up every gap longer than `--gap-us` between two reads: time the main thread was not
-running Python. With no sampler the gaps are the OS's and the hypervisor's; the difference is the
-samplers'. On a GPU, `--work launch` instead launches tiny kernels from the main thread as fast as it can
-(what a batch-1 forward does) and reports the launch rate: that also catches a sampler's cost outside the
-interpreter lock (NVML and CUDA share the driver). Sets alternate round by round, so drift in the host
-hits them alike.
+(`codecarbon.enabled`, every `measure_power_secs`), as threads of the job's process or each in a process of its
+own (`measure.samplers_in`; `--where thread,process` tries both). `--work gaps` spins the main thread in a
+tight loop of clock reads and adds up every gap longer than `--gap-us` between two reads: time the main
+thread was not running Python. With no sampler the gaps are the OS's and the hypervisor's; the difference is
+the samplers'. On a GPU, `--work launch` instead launches tiny kernels from the main thread as fast as it can
+and reports the launch rate, and `--work forward` runs the hand-written loop of overhead.py (cost per sample,
+p50 batch latency) on a real classifier: those also catch a sampler's cost outside the interpreter lock
+(NVML calls and kernel submission meet in the driver, whichever process makes them). Sets alternate round by
+round, so drift in the host hits them alike.
 
-    python benchmarks/observer.py [--work gaps|launch] [--rounds 3] [--seconds 5] [--power-secs 1,15]
+    python benchmarks/observer.py [--work gaps|launch] [--where thread,process] [--rounds 3] [--seconds 5]
+    python benchmarks/observer.py --work forward --model DIR --data DIR [--precision tf32] [--batch 1] \
+        [--where process] [--trace-secs 0.1,1] [--power-secs 1,15]
 """
 
 from __future__ import annotations

@@ -3,12 +3,12 @@
 At batch 1 a GPU job is launch-bound: one Python thread queues every kernel, and whenever another thread of
 that process holds the GIL nothing is queued. As threads of the job's process, the power trace and
 CodeCarbon's tracker took 0.2-0.5% of that thread's time in pauses over 50 us on an H100 host, and none from a
-process of their own (benchmarks/observer.py). zeus's `PowerMonitor` polls from a separate process for the
-same reason. `Sidecar(make, *args)` builds `make(*args)` in a fresh interpreter (`python -m
-ela.measure.sidecar`, nothing of the job imported) and drives it with pickled messages over the child's
-stdin/stdout: the sampler is any object with `start() -> info`, `stop() -> result` and, optionally,
-`mark(label)`. With `process=False` the same object runs in this process, as threads (the old behaviour, kept
-for comparison: `measure.samplers_in=thread`).
+process of their own (benchmarks/observer.py); zeus's `PowerMonitor` also polls from a separate process.
+`Sidecar(make, *args)` builds `make(*args)` in a fresh interpreter (`python -m ela.measure.sidecar`, nothing
+of the job imported) and drives it with pickled messages over the child's stdin/stdout: the sampler is any
+object with `start() -> info`, `stop() -> result` and, optionally, `mark(label)`. POSIX only (it waits on the
+pipe with `select`). With `process=False` the same object runs in this process, as threads (the old
+behaviour, kept for comparison: `measure.samplers_in=thread`).
 """
 
 from __future__ import annotations
