@@ -6,14 +6,14 @@ so a new engine is added in one place. Every message names the key and what it a
 
 from __future__ import annotations
 
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from ela import ElaError
-from ela.checks import _check, _flag, _one_of, _positive_int
+from ela.checks import _check, _flag, _one_of, _positive_int, section
 from ela.measure.energy import KINDS as ENERGY_METERS
 from ela.runtime.attention import CHOICES as ATTENTION
 from ela.runtime.data import ORDERS
@@ -272,23 +272,6 @@ def to_container(cfg: DictConfig) -> dict[str, Any]:
     return data
 
 
-def _section(name: str, cls: type, raw: Any) -> Any:
-    if not isinstance(raw, dict):
-        raise ElaError(f"config key '{name}' must be a mapping, got {raw!r}")
-    known = [f.name for f in fields(cls)]
-    unknown = sorted(set(raw) - set(known))
-    if unknown:
-        raise ElaError(
-            f"unknown config key(s) {', '.join(f'{name}.{k}' for k in unknown)}; "
-            f"known keys of '{name}': {', '.join(known)}"
-        )
-    optional = {f.name for f in fields(cls) if f.default is not MISSING}  # e.g. what only one task reads
-    missing = sorted(set(known) - set(raw) - optional)
-    if missing:
-        raise ElaError(f"missing config key(s) {', '.join(f'{name}.{k}' for k in missing)}")
-    return cls(**raw)
-
-
 def validate(cfg: DictConfig | dict[str, Any]) -> JobConfig:
     """Turn the resolved config into a JobConfig, or raise ElaError naming the bad key."""
     data = to_container(cfg) if isinstance(cfg, DictConfig) else dict(cfg)
@@ -298,5 +281,5 @@ def validate(cfg: DictConfig | dict[str, Any]) -> JobConfig:
         raise ElaError(f"unknown config key(s): {', '.join(unknown)}")
     plain = {k: data.get(k) for k in PLAIN_KEYS}
     plain["reuse_engines"] = data.get("reuse_engines", True)  # batch, seed, device: checked by JobConfig
-    sections = {name: _section(name, cls, data.get(name)) for name, cls in SECTIONS.items()}
+    sections = {name: section(name, cls, data.get(name)) for name, cls in SECTIONS.items()}
     return JobConfig(**sections, **plain)

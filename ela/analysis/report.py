@@ -11,6 +11,7 @@ import pandas as pd
 from ela import schema as s
 from ela.analysis import plots
 from ela.analysis.pipeline import Analysis
+from ela.columns import COLUMNS
 
 # The summary table: metric columns from ela.schema (header, format); "±CI" where the column has a CI.
 CI_COLUMNS = (s.ACCURACY, s.COST, s.P90, s.ENERGY, s.DYNAMIC_ENERGY)
@@ -42,7 +43,7 @@ def summary_columns() -> list[tuple[str, str, str]]:
     """(column, header, format) of the summary table."""
     cols = [("n_seeds", "seeds", "{:.0f}")]
     for m in SUMMARY_METRICS:
-        col = s.COLUMNS[m]
+        col = COLUMNS[m]
         cols.append((m, f"{col.header} ±CI" if m in CI_COLUMNS else col.header, col.fmt))
     return [*cols, *SUMMARY_OTHER]
 

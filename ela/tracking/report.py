@@ -7,6 +7,7 @@ from typing import Any
 import pandas as pd
 
 from ela import schema as s
+from ela.columns import COLUMNS
 
 # The end-of-sweep table (headers and formats from ela.schema). Cost is the energy windows' time per sample
 # (pairs with J/sample); p50/p90 are the batch latency a request waits, over synchronised passes.
@@ -25,7 +26,7 @@ TABLE_METRICS = (
     s.GEN_AGREE_FP32,
     s.EMISSIONS_G,
 )
-TABLE = tuple((m, s.COLUMNS[m].header, s.COLUMNS[m].fmt) for m in TABLE_METRICS)
+TABLE = tuple((m, COLUMNS[m].header, COLUMNS[m].fmt) for m in TABLE_METRICS)
 
 
 def summary_line(name: str, status: str, metrics: dict[str, float], tags: dict[str, str], run_id: str) -> str:
@@ -234,7 +235,7 @@ def main(argv: list[str] | None = None) -> None:
     if a.placement:
         print(placement(runs))
         return
-    columns = tuple((m, s.COLUMNS[m].header, s.COLUMNS[m].fmt) for m in MARKDOWN_METRICS)
+    columns = tuple((m, COLUMNS[m].header, COLUMNS[m].fmt) for m in MARKDOWN_METRICS)
     table = formatted(runs_table(runs, columns), columns)
     table.insert(
         1,
