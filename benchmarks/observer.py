@@ -130,13 +130,13 @@ def main() -> None:
             with samplers(on, cc, interval_s, process, card):
                 time.sleep(0.3)  # past the samplers' first reads, which a job takes outside its windows
                 got[name].append(work())
-            share, n, big = got[name][-1]
+            value, count, big = got[name][-1]  # (launch rate | cost, p50 | lost share, gaps, largest)
             if args.work == "launch":
-                print(f"round {rnd} {name:26s}: {share:,.0f} launches/s", flush=True)
+                print(f"round {rnd} {name:26s}: {value:,.0f} launches/s", flush=True)
             elif args.work == "forward":
-                print(f"round {rnd} {name:26s}: cost {share:.3f} ms/sample, p50 {n:.2f} ms/batch", flush=True)
+                print(f"round {rnd} {name:26s}: cost {value:.3f} ms/sample, p50 {count:.2f} ms/batch", flush=True)
             else:
-                print(f"round {rnd} {name:26s}: lost {share * 100:.3f}% in {n} gaps, largest {big:.2f} ms")
+                print(f"round {rnd} {name:26s}: lost {value * 100:.3f}% in {count} gaps, largest {big:.2f} ms")
     if args.work != "gaps":
         rate_table(got, "launches/s" if args.work == "launch" else "cost ms/sample")
         return
