@@ -31,13 +31,16 @@ from pathlib import Path
 
 import torch
 from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from ela.config import to_container, validate
 from ela.job import measure_job
 from ela.measure import host
+from ela.tracking.identity import config_hash
+from ela.tracking.store import job_tracker
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
 AUTOCAST = {"fp16": torch.float16, "bf16": torch.bfloat16}
@@ -151,8 +154,21 @@ class HandAfterJob(Callback):
         return self.hand.measure(str(config.precision.name), int(config.batch), self.window_s, self.windows)
 
     def on_job_start(self, config: DictConfig, **kwargs) -> None:
-        """With `before`, measure the job's config by hand first."""
-        self.last_before = self._measure(config) if self.before else None
+        """With `before`, measure the job's config by hand first (not for a job that resume will skip)."""
+        self.last_before = None
+        if self.before and not self._resumed(config):
+            self.last_before = self._measure(config)
+            print(f"[hand] before {config.precision.name}-b{config.batch}-s{config.seed}: {figures(self.last_before)}")
+
+    @staticmethod
+    def _resumed(config: DictConfig) -> bool:
+        """resume=true and this job already FINISHED in its store: ela skips it, as `ela.run` decides."""
+        if not config.get("resume"):
+            return False
+        data = to_container(OmegaConf.masked_copy(config, [k for k in config if k != "hydra"]))
+        return (
+            job_tracker(data, HydraConfig.get().runtime.cwd).finished_run(config_hash(data, with_seed=True)) is not None
+        )
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs) -> None:
         """Measure the job's config by hand unless the job did not finish."""

@@ -27,7 +27,7 @@ from ela.measure.gpu_pool import visible_gpu_count
 from ela.tracking.environment import environment_tags
 from ela.tracking.identity import AXES_ENV, config_hash, flatten, run_name, swept_labels
 from ela.tracking.report import summary_line
-from ela.tracking.store import PARENT_ENV, Tracker, one_line, tracking_uri
+from ela.tracking.store import PARENT_ENV, Tracker, job_tracker, one_line
 
 # Set by a launcher whose job processes exit after one job (hydra_plugins/ela_launcher's fork launcher).
 PROCESS_ENDS_AFTER_JOB = False
@@ -55,9 +55,8 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
         if not multirun:
             sys.exit(2)
         return {"status": "FAILED", "error": str(err)}
-    uri = tracking_uri(data.get("tracking", {}).get("uri"), hc.runtime.cwd)
     try:  # an unusable store is the one error a job can't log: say so plainly, before any work
-        tracker = Tracker(uri, data.get("tracking", {}).get("experiment") or "ela")
+        tracker = job_tracker(data, hc.runtime.cwd)
     except ElaError as err:
         print(f"[ela] {err}", file=sys.stderr, flush=True)
         sys.exit(2)

@@ -40,6 +40,12 @@ def tracking_uri(configured: str | None, launch_dir: str | os.PathLike) -> str:
     return f"sqlite:///{Path(launch_dir).resolve() / 'mlflow.db'}"
 
 
+def job_tracker(data: dict[str, Any], launch_dir: str | os.PathLike) -> Tracker:
+    """The store a job's config names (`tracking.uri`, `tracking.experiment`), opened."""
+    tracking = data.get("tracking", {})
+    return Tracker(tracking_uri(tracking.get("uri"), launch_dir), tracking.get("experiment") or "ela")
+
+
 def one_line(err: BaseException, limit: int = 300) -> str:
     """An exception as one short line (SQLAlchemy's carry the SQL and a link on further lines)."""
     text = str(err).strip().splitlines()
