@@ -11,7 +11,7 @@ import time
 import pytest
 
 from ela.measure.meters import FakeCounter
-from ela.measure.sidecar import Sidecar, SidecarError
+from ela.measure.sidecar import Sidecar, SidecarError, prepare
 from ela.measure.trace import PowerTrace
 
 
@@ -112,3 +112,37 @@ def _alive(pid: int) -> bool:
             return f.read().split()[2] != "Z"  # a zombie has ended (its parent is gone, init reaps it)
     except FileNotFoundError:
         return False
+
+
+class Imported:
+    """A sampler that reports which of some modules its process had imported before it was built."""
+
+    def __init__(self, *modules: str) -> None:
+        self.had = {m: m in sys.modules for m in modules}
+
+    def start(self) -> dict[str, bool]:
+        return self.had
+
+    def stop(self) -> int:
+        return os.getpid()
+
+
+def test_a_prepared_process_imports_ahead_and_serves_the_next_sampler():
+    spare = prepare(("wave",))  # a stdlib module nothing else here imports
+    assert prepare(("wave",)) == spare  # one spare per set of modules
+    side = Sidecar(Imported, "wave", "colorsys", warm=("wave",))
+    assert side.pid == spare
+    assert side.start() == {"wave": True, "colorsys": False}
+    assert side.stop() == spare
+    other = Sidecar(Imported, "wave", warm=("wave",))  # the spare was taken: a fresh process, same imports
+    assert other.pid != spare and other.start() == {"wave": True}
+    other.stop()
+
+
+def test_a_dead_spare_is_replaced_not_used():
+    spare = prepare(("wave",))
+    os.kill(spare, 9)
+    os.waitpid(spare, 0)  # (the Popen no longer can: the test reaped it)
+    side = Sidecar(Imported, "wave", warm=("wave",))
+    assert side.pid != spare and side.start() == {"wave": True}
+    side.stop()

@@ -76,6 +76,7 @@ def measure_job(job: JobConfig, job_dir: Path, progress=None) -> JobOutcome:
         t0 = time.perf_counter()
         index = stack.enter_context(_device_lock(job, device_type))
         waited = time.perf_counter() - t0
+        prepare_samplers(job)  # after the claim: a job waiting for the host's CPU starts nothing beside its holder
         device = resolve_device(job.device, index if job.gpus is not None else None)
         check_precision(job.precision, device)
         attention.check(job.model.attn_implementation, job.precision, device, _longest(job))
@@ -92,6 +93,12 @@ def measure_job(job: JobConfig, job_dir: Path, progress=None) -> JobOutcome:
     if pinned():
         out.tags["ela.cuda_visible_devices"] = pinned()
     return out
+
+
+def prepare_samplers(job: JobConfig) -> None:
+    """Start the CodeCarbon process this job (or, after a job, the next) will use: its imports leave the job's path."""
+    if job.codecarbon.enabled and job.measure.samplers_in == "process":
+        CarbonTracker.prepare()
 
 
 def _device_lock(job: JobConfig, device_type: str) -> contextlib.AbstractContextManager[int | None]:

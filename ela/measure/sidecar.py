@@ -9,11 +9,17 @@ of the job imported) and drives it with pickled messages over the child's stdin/
 object with `start() -> info`, `stop() -> result` and, optionally, `mark(label)`. POSIX only (it waits on the
 pipe with `select`). With `process=False` the same object runs in this process, as threads (the old
 behaviour, kept for comparison: `measure.samplers_in=thread`).
+
+A fresh interpreter that imports CodeCarbon (and the pandas it pulls in) takes ~0.35 s before it can sample (the
+2-core VM). `prepare(warm)` starts such a process ahead of need, importing `warm` while the job does other
+things; the next `Sidecar` with the same `warm` takes it, so that time leaves the job's critical path.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import importlib
 import os
 import pickle
 import select
@@ -29,10 +35,53 @@ class SidecarError(ElaError):
     """The sampler failed in its process (the message is its error), or the process did not answer."""
 
 
-class Sidecar:
-    """One sampler, built by `make(*args)`, run in a child process (or inline); `start`, `mark`, `stop`."""
+_SPARES: dict[tuple[str, ...], subprocess.Popen] = {}  # started ahead of need, by the modules they imported
 
-    def __init__(self, make: Callable[..., Any], *args: Any, process: bool = True, timeout_s: float = 60.0) -> None:
+
+def _spawn(warm: tuple[str, ...]) -> subprocess.Popen:
+    """A sampler process that imports `warm`, then waits for its sampler on stdin."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "ela.measure.sidecar", *warm],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},  # as this process imports
+        start_new_session=True,  # a Ctrl-C or a launcher's signal to the job's group is the job's to handle
+    )
+
+
+def prepare(warm: tuple[str, ...]) -> int:
+    """Have a sampler process that imported `warm` ready for the next `Sidecar(..., warm=warm)`; its pid."""
+    proc = _SPARES.get(warm)
+    if proc is None or proc.poll() is not None:
+        proc = _SPARES[warm] = _spawn(warm)
+    return proc.pid
+
+
+@atexit.register
+def _drop_spares() -> None:
+    """Spares no job took: EOF on their stdin ends them quietly."""
+    for proc in _SPARES.values():
+        with contextlib.suppress(OSError):
+            proc.stdin.close()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=5)
+    _SPARES.clear()
+
+
+class Sidecar:
+    """One sampler, built by `make(*args)`, run in a child process (or inline); `start`, `mark`, `stop`.
+
+    `warm`: modules the sampler needs, imported before it is built; a process `prepare(warm)` started is used.
+    """
+
+    def __init__(
+        self,
+        make: Callable[..., Any],
+        *args: Any,
+        process: bool = True,
+        timeout_s: float = 60.0,
+        warm: tuple[str, ...] = (),
+    ) -> None:
         self._make, self._args, self._timeout = make, args, timeout_s
         self._proc: subprocess.Popen | None = None
         self._inline: Any = None
@@ -40,14 +89,14 @@ class Sidecar:
         if not process:
             self._inline = make(*args)
             return
-        self._proc = subprocess.Popen(
-            [sys.executable, "-m", "ela.measure.sidecar"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},  # as this process imports
-            start_new_session=True,  # a Ctrl-C or a launcher's signal to the job's group is the job's to handle
-        )
+        spare = _SPARES.pop(warm, None)
+        self._proc = spare if spare is not None and spare.poll() is None else _spawn(warm)
         self._send((make, args))
+
+    @property
+    def pid(self) -> int:
+        """The sampler's process id (this process's when inline)."""
+        return self._proc.pid if self._proc is not None else os.getpid()
 
     def start(self) -> Any:
         """Start sampling; waits until the sampler runs and returns what its `start` returned."""
@@ -149,6 +198,8 @@ def _serve() -> None:
             return ("exit",)
 
     try:
+        for module in sys.argv[1:]:  # what the sampler will need, imported before the job hands it over
+            importlib.import_module(module)
         make, args = pickle.load(inbox)
         sampler = make(*args)
         started = reply("ok", sampler.start())
