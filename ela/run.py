@@ -124,7 +124,7 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
     finally:
         if not PROCESS_ENDS_AFTER_JOB:  # a forked job's process exits next: freeing would only cost (~0.5 s)
             release_device()
-            if _on_gpu(job):  # the next job's CodeCarbon process imports now (on a CPU it could meet a window)
+            if multirun:  # the next job's CodeCarbon process imports now, while that job starts
                 from ela.job.pipeline import prepare_samplers
 
                 prepare_samplers(job)
@@ -155,13 +155,6 @@ def keep_locally(job_dir: Path, metrics: dict[str, float], tags: dict[str, str])
         (job_dir / "ela_result.json").write_text(json.dumps({"metrics": metrics, "tags": tags}, indent=1))
     except OSError as err:
         print(f"[ela] could not write {job_dir / 'ela_result.json'}: {err}", file=sys.stderr, flush=True)
-
-
-def _on_gpu(job) -> bool:
-    """Whether the job ran on a CUDA device (without starting CUDA in a process that has not)."""
-    import torch
-
-    return job.device != "cpu" and torch.cuda.is_initialized()
 
 
 def release_device() -> None:
