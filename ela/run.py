@@ -65,6 +65,9 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
     if data.get("resume") and (done := tracker.finished_run(run_hash)):
         print(f"[ela] {name} SKIPPED: already FINISHED as run {done[:8]} (resume=true)", flush=True)
         return {"run_id": done, "status": "SKIPPED"}
+    from ela.job.pipeline import prepare_samplers
+
+    prepare_samplers(job, early=True)  # CodeCarbon's process imports while the run is created and logged
     tags = {
         "ela.config_hash": config_hash(data),
         "ela.run_hash": run_hash,
@@ -124,10 +127,8 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
     finally:
         if not PROCESS_ENDS_AFTER_JOB:  # a forked job's process exits next: freeing would only cost (~0.5 s)
             release_device()
-            if multirun:  # the next job's CodeCarbon process imports now, while that job starts
-                from ela.job.pipeline import prepare_samplers
-
-                prepare_samplers(job)
+            if multirun:  # the next job's CodeCarbon process imports while that job starts
+                prepare_samplers(job, early=True)
 
 
 def close_run(

@@ -146,3 +146,20 @@ def test_a_dead_spare_is_replaced_not_used():
     side = Sidecar(Imported, "wave", warm=("wave",))
     assert side.pid != spare and side.start() == {"wave": True}
     side.stop()
+
+
+def test_a_cpu_job_prepares_codecarbon_only_once_it_holds_the_cpu():
+    # A CPU job waiting for the host's CPU must start nothing beside the job measuring it.
+    from conftest import LOCAL, compose_job
+
+    from ela.job.pipeline import prepare_samplers
+    from ela.measure import carbon, sidecar
+
+    sidecar._drop_spares()
+    prepare_samplers(compose_job(*LOCAL), early=True)
+    assert carbon.WARM not in sidecar._SPARES
+    prepare_samplers(compose_job(*LOCAL, "measure.samplers_in=thread"))
+    assert carbon.WARM not in sidecar._SPARES  # threads: no process to start
+    prepare_samplers(compose_job(*LOCAL))  # after its claim (measure_job)
+    assert sidecar._SPARES[carbon.WARM].poll() is None
+    sidecar._drop_spares()

@@ -95,9 +95,14 @@ def measure_job(job: JobConfig, job_dir: Path, progress=None) -> JobOutcome:
     return out
 
 
-def prepare_samplers(job: JobConfig) -> None:
-    """Start the CodeCarbon process this job (or, after a job, the next) will use: its imports leave the job's path."""
-    if job.codecarbon.enabled and job.measure.samplers_in == "process":
+def prepare_samplers(job: JobConfig, early: bool = False) -> None:
+    """Start the CodeCarbon process this job (or, after a job, the next) will use: its imports leave the job's path.
+
+    `early`: before the job holds its device. A CPU job waiting for the host's CPU must start nothing beside
+    the job measuring it, so on a CPU only the job holding it prepares (`measure_job`, after its claim).
+    """
+    on_cpu = job.gpus is None and (job.device == "cpu" or not torch.cuda.is_available())  # never raises here
+    if job.codecarbon.enabled and job.measure.samplers_in == "process" and not (early and on_cpu):
         CarbonTracker.prepare()
 
 
