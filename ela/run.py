@@ -127,7 +127,7 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
     finally:
         if not PROCESS_ENDS_AFTER_JOB:  # a forked job's process exits next: freeing would only cost (~0.5 s)
             release_device()
-            if multirun:  # the next job's CodeCarbon process imports while that job starts
+            if multirun and not interrupt.received():  # the next job's CodeCarbon process imports as it starts
                 prepare_samplers(job, early=True)
 
 

@@ -48,6 +48,15 @@ def measure(tmp: Path, *overrides: str):
     return measure_job(compose_job(*overrides), tmp)
 
 
+@pytest.fixture(autouse=True)
+def _no_spare_left():
+    """A sampler process prepared ahead of need (ela.measure.sidecar) never carries over into another test."""
+    yield
+    from ela.measure import sidecar
+
+    sidecar._drop_spares()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _offline() -> None:
     """Tests never reach a model hub (CI has none)."""

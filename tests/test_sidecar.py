@@ -139,6 +139,30 @@ def test_a_prepared_process_imports_ahead_and_serves_the_next_sampler():
     other.stop()
 
 
+class Setting:
+    """A sampler that reports an environment variable and the folder it was built in."""
+
+    def __init__(self, name: str) -> None:
+        self.seen = (os.environ.get(name), os.getcwd())
+
+    def start(self) -> tuple[str | None, str]:
+        return self.seen
+
+    def stop(self) -> None:
+        return None
+
+
+def test_a_spare_builds_its_sampler_in_the_jobs_present_environment(monkeypatch, tmp_path):
+    # A spare started before a job pinned its GPU (CUDA_VISIBLE_DEVICES, which CodeCarbon reads) must not
+    # build the job's sampler with the environment it was started in.
+    prepare(("wave",))
+    monkeypatch.setenv("ELA_PINNED_FOR_TEST", "GPU-1234")
+    monkeypatch.chdir(tmp_path)
+    side = Sidecar(Setting, "ELA_PINNED_FOR_TEST", warm=("wave",))
+    assert side.start() == ("GPU-1234", str(tmp_path))
+    side.stop()
+
+
 def test_a_dead_spare_is_replaced_not_used():
     spare = prepare(("wave",))
     os.kill(spare, 9)
@@ -155,11 +179,9 @@ def test_a_cpu_job_prepares_codecarbon_only_once_it_holds_the_cpu():
     from ela.job.pipeline import prepare_samplers
     from ela.measure import carbon, sidecar
 
-    sidecar._drop_spares()
     prepare_samplers(compose_job(*LOCAL), early=True)
     assert carbon.WARM not in sidecar._SPARES
     prepare_samplers(compose_job(*LOCAL, "measure.samplers_in=thread"))
     assert carbon.WARM not in sidecar._SPARES  # threads: no process to start
     prepare_samplers(compose_job(*LOCAL))  # after its claim (measure_job)
     assert sidecar._SPARES[carbon.WARM].poll() is None
-    sidecar._drop_spares()

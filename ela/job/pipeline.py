@@ -99,11 +99,16 @@ def prepare_samplers(job: JobConfig, early: bool = False) -> None:
     """Start the CodeCarbon process this job (or, after a job, the next) will use: its imports leave the job's path.
 
     `early`: before the job holds its device. A CPU job waiting for the host's CPU must start nothing beside
-    the job measuring it, so on a CPU only the job holding it prepares (`measure_job`, after its claim).
+    the job measuring it, so on a CPU only the job holding it prepares (`measure_job`, after its claim). A GPU
+    job waiting for its GPU imports on a CPU core beside the job measuring there, as its MLflow run's creation
+    does. Best effort: a process that can't be started here is started (or refused) when the job needs it.
     """
     on_cpu = job.gpus is None and (job.device == "cpu" or not torch.cuda.is_available())  # never raises here
     if job.codecarbon.enabled and job.measure.samplers_in == "process" and not (early and on_cpu):
-        CarbonTracker.prepare()
+        try:
+            CarbonTracker.prepare()
+        except OSError as err:  # e.g. no process slots left: the job's own start says what is wrong
+            print(f"[ela] could not start CodeCarbon's process ahead of need: {err}", file=sys.stderr, flush=True)
 
 
 def _device_lock(job: JobConfig, device_type: str) -> contextlib.AbstractContextManager[int | None]:

@@ -53,19 +53,29 @@ def prepare(warm: tuple[str, ...]) -> int:
     """Have a sampler process that imported `warm` ready for the next `Sidecar(..., warm=warm)`; its pid."""
     proc = _SPARES.get(warm)
     if proc is None or proc.poll() is not None:
+        if proc is not None:
+            _discard(proc)
         proc = _SPARES[warm] = _spawn(warm)
     return proc.pid
 
 
+def _discard(proc: subprocess.Popen, timeout_s: float = 5.0) -> None:
+    """Close a sampler process's pipes (EOF ends it quietly) and reap it; killed if it does not end in time."""
+    for pipe in (proc.stdin, proc.stdout):
+        with contextlib.suppress(OSError):
+            pipe.close()
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 @atexit.register
 def _drop_spares() -> None:
-    """Spares no job took: EOF on their stdin ends them quietly."""
-    for proc in _SPARES.values():
-        with contextlib.suppress(OSError):
-            proc.stdin.close()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=5)
-    _SPARES.clear()
+    """Spares no job took: ended and reaped."""
+    while _SPARES:
+        _discard(_SPARES.popitem()[1])
 
 
 class Sidecar:
@@ -90,8 +100,13 @@ class Sidecar:
             self._inline = make(*args)
             return
         spare = _SPARES.pop(warm, None)
-        self._proc = spare if spare is not None and spare.poll() is None else _spawn(warm)
-        self._send((make, args))
+        if spare is not None and spare.poll() is not None:
+            _discard(spare)
+            spare = None
+        self._proc = spare or _spawn(warm)
+        # A spare was started before now: the sampler is built in this process's present environment and
+        # folder (a job's pinned CUDA_VISIBLE_DEVICES, which CodeCarbon reads; its CODECARBON_* settings).
+        self._send((make, args, dict(os.environ), os.getcwd()))
 
     @property
     def pid(self) -> int:
@@ -162,12 +177,7 @@ class Sidecar:
         return value
 
     def _reap(self) -> None:
-        try:
-            self._proc.stdin.close()
-            self._proc.wait(timeout=self._timeout)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
-            self._proc.wait()
+        _discard(self._proc, self._timeout)
 
 
 def _message(err: Exception) -> str:
@@ -200,7 +210,10 @@ def _serve() -> None:
     try:
         for module in sys.argv[1:]:  # what the sampler will need, imported before the job hands it over
             importlib.import_module(module)
-        make, args = pickle.load(inbox)
+        make, args, env, cwd = pickle.load(inbox)
+        os.environ.clear()
+        os.environ.update(env)
+        os.chdir(cwd)
         sampler = make(*args)
         started = reply("ok", sampler.start())
     except (EOFError, OSError):
