@@ -49,13 +49,18 @@ def _spawn(warm: tuple[str, ...]) -> subprocess.Popen:
     )
 
 
+def _take(warm: tuple[str, ...]) -> subprocess.Popen:
+    """The spare prepared for `warm` if it is still alive (a dead one is reaped), else a new process."""
+    proc = _SPARES.pop(warm, None)
+    if proc is not None and proc.poll() is not None:
+        _discard(proc)
+        proc = None
+    return proc or _spawn(warm)
+
+
 def prepare(warm: tuple[str, ...]) -> int:
     """Have a sampler process that imported `warm` ready for the next `Sidecar(..., warm=warm)`; its pid."""
-    proc = _SPARES.get(warm)
-    if proc is None or proc.poll() is not None:
-        if proc is not None:
-            _discard(proc)
-        proc = _SPARES[warm] = _spawn(warm)
+    proc = _SPARES[warm] = _take(warm)
     return proc.pid
 
 
@@ -99,11 +104,7 @@ class Sidecar:
         if not process:
             self._inline = make(*args)
             return
-        spare = _SPARES.pop(warm, None)
-        if spare is not None and spare.poll() is not None:
-            _discard(spare)
-            spare = None
-        self._proc = spare or _spawn(warm)
+        self._proc = _take(warm)
         # A spare was started before now: the sampler is built in this process's present environment and
         # folder (a job's pinned CUDA_VISIBLE_DEVICES, which CodeCarbon reads; its CODECARBON_* settings).
         self._send((make, args, dict(os.environ), os.getcwd()))
