@@ -43,6 +43,7 @@ from ela.runtime import fp8
 from ela.runtime.data import Batches, tokenize
 from ela.runtime.device import DTYPE, autocast, set_tf32, synchronizer
 from ela.runtime.engines import build
+from ela.runtime.epilogue import GeluLinear
 from ela.runtime.models import apply_precision, load_model, stock_kernels
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
@@ -97,7 +98,7 @@ def work(model: torch.nn.Module, batch: int, seq: int) -> tuple[float, float]:
     cfg, tokens = model.config, batch * seq
     flops = act = 0.0
     for name, mod in model.named_modules():
-        if isinstance(mod, (torch.nn.Linear, fp8.Fp8Linear)):  # precision=fp8 replaced most nn.Linear
+        if isinstance(mod, (torch.nn.Linear, fp8.Fp8Linear, GeluLinear)):  # fp8 and fuse_gelu replace nn.Linear
             rows = batch if name.startswith("classifier") else tokens  # the head sees the first token only
             flops += 2 * rows * mod.in_features * mod.out_features
             act += 2 * rows * (mod.in_features + mod.out_features)

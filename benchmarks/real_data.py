@@ -14,9 +14,10 @@ padding is what each batching mode really costs. For each mode x batch, in one p
   and attention, engines.work per sentence) at the bf16 matmul rate measured in the same run; for
   `--precision fp8` also at the float8 matmul rate measured there (its own floor: the bf16 one flatters it).
 
-A mode is `<attention>/<batching>`: batching `pack<L>` (engine.packing=L), `buckets` (engine.buckets
-16/32/64/128) or `buckets-by_length` (the same, sentences sorted by length first). Rows go to --csv as
-they come, so a run cut off keeps them:
+A mode is `<attention>/<batching>[+gelu]`: batching `pack<L>` (engine.packing=L), `buckets` (engine.buckets
+16/32/64/128) or `buckets-by_length` (the same, sentences sorted by length first); `+gelu` adds
+`model.fuse_gelu=true` (the intermediate matmul with cuBLASLt's GELU epilogue; "agree eager" is then against
+the stock model). Rows go to --csv as they come, so a run cut off keeps them:
 
     python benchmarks/real_data.py --model DIR --data DIR_WITH_dev.tsv --precision bf16_pure \
         --rows padded_triton/buckets-by_length@1,64,256 padded_varlen/pack128@8,64,256,1024 [--profile]
@@ -25,6 +26,7 @@ they come, so a run cut off keeps them:
 from __future__ import annotations
 
 import argparse
+import copy
 import csv
 import time
 from pathlib import Path
@@ -41,6 +43,7 @@ from ela.measure.nvml import NvmlCounter, gpu_info
 from ela.runtime import fp8, kept, packing
 from ela.runtime.data import tokenize
 from ela.runtime.device import DTYPE, autocast, set_tf32, synchronizer
+from ela.runtime.epilogue import fuse_gelu
 from ela.runtime.models import apply_precision, load_model, stock_kernels
 
 BUCKETS = [16, 32, 64, 128]
@@ -51,6 +54,7 @@ DEVICE = "cuda"  # (a CPU dry run of this script sets "cpu", with a fake meter i
 def engine_for(spec: str, batching: str) -> EngineConfig:
     """The --engine spec with this mode's batching: packing rows, or buckets."""
     base = engine(spec, MAX_LENGTH)
+    batching = batching.removesuffix("+gelu")
     rows = int(batching.removeprefix("pack")) if batching.startswith("pack") else None
     return EngineConfig(**{**base.__dict__, "buckets": None if rows else BUCKETS, "packing": rows})
 
@@ -100,19 +104,23 @@ def main() -> None:
     for row in a.rows:
         mode, _, sizes = row.partition("@")
         attn, batching = mode.split("/")
-        cfg = ModelConfig("local", a.model, None, MAX_LENGTH, attn, False)
+        gelu = batching.endswith("+gelu")
+        cfg = ModelConfig("local", a.model, None, MAX_LENGTH, attn, False, fuse_gelu=gelu)
         loaded = load_model(cfg)
-        inner = apply_precision(loaded.model, DTYPE[p.weights_dtype], device)
+        inner = stock = apply_precision(loaded.model, DTYPE[p.weights_dtype], device)
         if p.linear:
             print(f"float8 linear layers: {fp8.convert(inner)}", flush=True)
-        order = "by_length" if batching.endswith("by_length") else "original"
+        if gelu:  # the reference stays transformers' own model
+            stock = copy.deepcopy(inner)
+            print(f"GELU epilogue: {fuse_gelu(inner, device.type)}", flush=True)
+        order = "by_length" if batching.removesuffix("+gelu").endswith("by_length") else "original"
         for batch in map(int, sizes.split(",")):
             eng = engine_for(a.engine, batching)
             forward = None
             try:
                 padded = tokenize(loaded.tokenizer, texts, batch, MAX_LENGTH, BUCKETS, order).to(device)
-                with stock_kernels(inner):
-                    want = predict(make_forward(inner, amp), padded)
+                with stock_kernels(stock):
+                    want = predict(make_forward(stock, amp), padded)
                 pack = (eng.packing, packing.first_position(inner.config)) if eng.packing else None
                 batches = tokenize(loaded.tokenizer, texts, batch, MAX_LENGTH, eng.buckets, order, packing=pack)
                 batches = batches.to(device)
@@ -150,7 +158,7 @@ def main() -> None:
             del forward
             kept.clear()
             torch.cuda.empty_cache()
-        del inner, loaded
+        del inner, stock, loaded
     print(f"real-token floor per sample: FLOPs of the non-padding tokens / {flops_rate / 1e12:.0f} TFLOP/s")
 
 

@@ -20,6 +20,7 @@ from ela.runtime.data import ORDERS
 from ela.runtime.device import AUTOCAST_DTYPES, DEVICES, DTYPE
 from ela.runtime.engines import COMPILE_MODES
 from ela.runtime.engines import NAMES as ENGINES
+from ela.runtime.epilogue import check_config as check_gelu
 from ela.runtime.fp8 import check_config as check_fp8
 from ela.runtime.packing import check_config as check_packing
 from ela.tasks import SCORINGS, TASKS, TaskConfig  # noqa: F401 (choices re-exported)
@@ -47,6 +48,7 @@ class ModelConfig:
     attn_implementation: str | None
     allow_untrained_head: bool
     fuse_projections: bool = False  # decoders: q|k|v and gate|up as one matmul each (ela.runtime.fuse)
+    fuse_gelu: bool = False  # encoders: the intermediate matmul with a GELU epilogue (ela.runtime.epilogue)
 
     def __post_init__(self) -> None:
         if not self.path:
@@ -58,6 +60,7 @@ class ModelConfig:
         _one_of("model.attn_implementation", self.attn_implementation, ATTENTION)
         _flag("model.allow_untrained_head", self.allow_untrained_head)
         _flag("model.fuse_projections", self.fuse_projections)
+        _flag("model.fuse_gelu", self.fuse_gelu)
 
 
 @dataclass(frozen=True)
@@ -223,6 +226,7 @@ class JobConfig:
 
     def __post_init__(self) -> None:
         check_packing(self.engine.packing, self.model.attn_implementation, self.model.max_length, self.task.name)
+        check_gelu(self.model.fuse_gelu, self.task.name, self.precision.linear, self.precision.autocast_dtype)
         if self.task.generative:  # in validate(), so a sweep refuses these before its first job
             from ela.runtime import generation
 

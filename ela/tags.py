@@ -43,6 +43,7 @@ TAGS = (
     Tag("ela.prompt", "the prompt template (generation)"),
     Tag("ela.generation_ignored", "settings of the checkpoint's generation_config.json that greedy decoding replaced"),
     Tag("ela.fp8_linears", "precision=fp8: linear layers converted to float8 matmuls, of all, and those kept in bf16"),
+    Tag("ela.gelu_epilogue", "`model.fuse_gelu=true`: intermediate layers whose GELU runs in the matmul, and how"),
     Tag("ela.fused_projections", "`model.fuse_projections=true`: layers whose q|k|v and gate|up run as one matmul"),
     Tag("ela.engine", "e.g. `eager`, `compile(reduce-overhead,freezing)`, `eager(packing=128)`"),
     Tag(

@@ -56,6 +56,7 @@ class Phases:
         self.others, self.load = 0, None
         self.phase_s: dict[str, float] = {}
         self.linears = ""  # precision=fp8: which linear layers multiply in float8 (tag ela.fp8_linears)
+        self.gelu_epilogue = ""  # model.fuse_gelu: which intermediate layers were fused (tag ela.gelu_epilogue)
         # What the job found allocated (engines kept by earlier jobs): its peak memory is counted above it.
         self.mem_base = torch.cuda.memory_allocated(device) if device.type == "cuda" else 0
         self._open: tuple[str, float] | None = None
@@ -142,6 +143,7 @@ class Phases:
             tf32=tf32_state(),
             peak_mb=peak,
             linears=self.linears,
+            gelu_epilogue=self.gelu_epilogue,
             phase_s={k: v for k, v in self.phase_s.items() if k != "score"},
             **measured,
         )

@@ -41,6 +41,7 @@ from ela.runtime.device import (
     clean_device,
     resolve_device,
 )
+from ela.runtime.epilogue import fuse_gelu
 from ela.runtime.models import check_task, load_model, model_config, model_labels, stock_kernels
 
 
@@ -226,11 +227,18 @@ def run_phases(job: JobConfig, device: torch.device, choice: MeterChoice, trace:
             reference = predict(make_forward(stock, contextlib.nullcontext), stock_batches).argmax(-1)
     model = ph.apply_precision(model)
     stock = model.model if loaded.padded is not None else model
-    if job.engine.name != "eager" or job.model.attn_implementation in attention.NAMES or loaded.padded is not None:
+    if (
+        job.engine.name != "eager"
+        or job.model.attn_implementation in attention.NAMES
+        or loaded.padded is not None
+        or job.model.fuse_gelu
+    ):
         ph.step("eager reference (untimed)")
         with stock_kernels(stock):  # the engine, packing and ela's kernels (if any) against transformers' eager
             eager_ref = predict(make_forward(stock, ph.amp), stock_batches).argmax(-1)
     ph.step(f"engine setup ({job.engine.name})")
+    if job.model.fuse_gelu:  # after the eager reference, which is transformers' own model
+        ph.gelu_epilogue = fuse_gelu(stock, device.type)
     forward, setup_s, reuse = kept.build(job, model, ph.amp, batches, device, sync)
     ph.measure_idle()
     ph.step("warm-up")

@@ -91,3 +91,4 @@ class Raw:
     phase_s: dict[str, float] = field(default_factory=dict)  # wall seconds per phase (schema.PHASES)
     reuse: str = "none"  # what the engine reused from an earlier job (ela/runtime/kept.py)
     linears: str = ""  # precision=fp8: the linear layers converted to float8 and those kept (ela/runtime/fp8.py)
+    gelu_epilogue: str = ""  # model.fuse_gelu: the intermediate layers fused, and how (ela/runtime/epilogue.py)

@@ -124,6 +124,8 @@ def _tags(job: JobConfig, raw: Raw, warnings: list[str]) -> dict[str, str]:
             tags["ela.fused_projections"] = ", ".join(f"{k} in {n} layers" for k, n in raw.generated.fused.items())
     if raw.linears:
         tags["ela.fp8_linears"] = raw.linears
+    if raw.gelu_epilogue:
+        tags["ela.gelu_epilogue"] = raw.gelu_epilogue
     if warnings:
         tags["ela.warning"] = "; ".join(warnings)
     if loaded.newly_initialized:

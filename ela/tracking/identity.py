@@ -47,6 +47,8 @@ def config_hash(data: dict[str, Any], with_seed: bool = False) -> str:
     work = {k: v for k, v in data.items() if k not in BOOKKEEPING or (with_seed and k == "seed")}
     if work.get("task") == {"name": "classification"}:  # as before the task axis: earlier runs keep their hash
         work.pop("task")
+    if isinstance(work.get("model"), dict) and work["model"].get("fuse_gelu") is False:  # as before the key
+        work["model"] = {k: v for k, v in work["model"].items() if k != "fuse_gelu"}
     return hashlib.sha256(json.dumps(work, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

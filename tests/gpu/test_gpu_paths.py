@@ -199,3 +199,42 @@ def test_fp8_linears_on_the_card(small_model, sst2, mode):
     got = predict(forward, batches)
     assert (got.argmax(-1) == bf16.argmax(-1)).float().mean() >= 0.95
     torch._dynamo.reset()
+
+
+@pytest.mark.parametrize("mode", [None, "reduce-overhead"])
+def test_gelu_epilogue_on_the_card(small_model, sst2, mode):
+    """model.fuse_gelu: no GELU kernel of its own runs (stock bf16 has one), and the logits stay stock's."""
+    from torch.profiler import ProfilerActivity, profile
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from ela.config import EngineConfig
+    from ela.measure.loops import make_forward, predict
+    from ela.runtime.data import tokenize
+    from ela.runtime.engines import build
+    from ela.runtime.epilogue import fuse_gelu
+
+    texts = [line.split("\t")[0] for line in (sst2 / "dev.tsv").read_text().splitlines()[1:97]]
+    batches = tokenize(AutoTokenizer.from_pretrained(small_model), texts, 16, 64, [16, 32, 64]).to(DEVICE)
+    model = AutoModelForSequenceClassification.from_pretrained(small_model).eval().to(DEVICE, torch.bfloat16)
+
+    def gelu_kernels(forward) -> list[str]:
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            predict(forward, batches)
+            torch.cuda.synchronize(DEVICE)
+        names = [e.key for e in prof.key_averages()]
+        print(mode, names)  # the matmul kernels' names show whether cuBLASLt ran an epilogue
+        matmul = ("gemm", "nvjet", "xmma", "cutlass", "cublas")  # an epilogue may put "gelu" in a matmul's name
+        return [n for n in names if "gelu" in n.lower() and not any(m in n.lower() for m in matmul)]
+
+    stock = make_forward(model, contextlib.nullcontext)
+    want = predict(stock, batches)
+    assert gelu_kernels(stock)  # the check below is not vacuous: stock runs GELU as kernels of its own
+    assert fuse_gelu(model, "cuda").startswith("2 intermediate layers; cuBLASLt GELU epilogue")
+    forward = make_forward(model, contextlib.nullcontext)
+    if mode is not None:
+        engine = EngineConfig(name="compile", compile_mode=mode, buckets=[16, 32, 64], fullgraph=True, freezing=True)
+        forward, _ = build(engine, model, contextlib.nullcontext, batches, DEVICE, synchronizer(DEVICE))
+    got = predict(forward, batches)
+    assert gelu_kernels(forward) == []
+    torch.testing.assert_close(got.float(), want.float(), rtol=3e-2, atol=3e-2)
+    torch._dynamo.reset()
