@@ -43,7 +43,7 @@ from ela.measure.nvml import NvmlCounter, gpu_info
 from ela.runtime import fp8, kept, packing
 from ela.runtime.data import tokenize
 from ela.runtime.device import DTYPE, autocast, set_tf32, synchronizer
-from ela.runtime.epilogue import fuse_gelu
+from ela.runtime.epilogue import check_config, fuse_gelu
 from ela.runtime.models import apply_precision, load_model, stock_kernels
 
 BUCKETS = [16, 32, 64, 128]
@@ -84,6 +84,8 @@ def main() -> None:
         rows = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
     texts, labels = [r["sentence"] for r in rows], torch.tensor([int(r["label"]) for r in rows])
     p = PrecisionConfig(**yaml.safe_load((CONF / "precision" / f"{a.precision}.yaml").read_text()))
+    for row in a.rows:  # a +gelu row the precision can't take is refused before anything is measured
+        check_config(row.partition("@")[0].endswith("+gelu"), "classification", p.linear, p.autocast_dtype)
     set_tf32(p.tf32)
 
     def amp() -> object:
@@ -110,8 +112,8 @@ def main() -> None:
         inner = stock = apply_precision(loaded.model, DTYPE[p.weights_dtype], device)
         if p.linear:
             print(f"float8 linear layers: {fp8.convert(inner)}", flush=True)
-        if gelu:  # the reference stays transformers' own model
-            stock = copy.deepcopy(inner)
+        if gelu:  # the reference stays transformers' own model (its modules copied, the weights shared)
+            stock = copy.deepcopy(inner, memo={id(t): t for t in (*inner.parameters(), *inner.buffers())})
             print(f"GELU epilogue: {fuse_gelu(inner, device.type)}", flush=True)
         order = "by_length" if batching.removesuffix("+gelu").endswith("by_length") else "original"
         for batch in map(int, sizes.split(",")):

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import copy
+import json
 
+import pandas as pd
 import pytest
 import torch
 from conftest import FAST, MODEL, REPO, compose_job, measure
@@ -11,6 +13,8 @@ from torch import nn
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from ela import ElaError
+from ela.analysis.recommend import quality_constraint
+from ela.runtime import epilogue
 from ela.runtime.epilogue import GeluLinear, fuse_gelu
 from ela.tracking.identity import config_hash
 
@@ -33,7 +37,7 @@ def test_fusing_minilm_keeps_its_logits_eager_and_compiled():
     )
     fused = copy.deepcopy(model)
     how = fuse_gelu(fused, "cpu")
-    assert how == "6 intermediate layers; on cpu: the matmul, then the exact GELU (no epilogue)"
+    assert how == "6 intermediate layers; on cpu: the matmul, then the model's own GELU (no epilogue)"
     layer = fused.bert.encoder.layer[0].intermediate
     assert isinstance(layer.dense, GeluLinear) and isinstance(layer.intermediate_act_fn, nn.Identity)
     with torch.no_grad():
@@ -45,7 +49,7 @@ def test_fusing_minilm_keeps_its_logits_eager_and_compiled():
 def test_a_model_without_gelu_or_intermediate_layers_is_refused_by_name():
     model = AutoModelForSequenceClassification.from_pretrained(MODEL)
     model.config.hidden_act = "relu"
-    with pytest.raises(ElaError, match="activation is 'relu'.*model.fuse_gelu=false"):
+    with pytest.raises(ElaError, match="config.hidden_act is 'relu'.*model.fuse_gelu=false"):
         fuse_gelu(model, "cpu")
     plain = nn.Sequential(nn.Linear(4, 4))
     plain.config = model.config
@@ -90,3 +94,46 @@ def test_the_benchmarks_floor_counts_fused_layers_as_the_matmuls_they_are(monkey
     before = work(model, 2, 16)
     fuse_gelu(model, "cpu")
     assert work(model, 2, 16) == before
+
+
+def test_a_tanh_gelu_model_keeps_its_own_function_on_a_cpu():
+    from transformers import BertConfig, BertForSequenceClassification
+
+    cfg = BertConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128, vocab_size=99)
+    cfg.hidden_act = "gelu_new"  # the tanh approximation, as cuBLASLt's epilogue computes it
+    torch.manual_seed(0)
+    model = BertForSequenceClassification(cfg).eval()
+    ids = torch.randint(0, 99, (3, 12))
+    fused = copy.deepcopy(model)
+    fuse_gelu(fused, "cpu")
+    with torch.no_grad():
+        torch.testing.assert_close(fused(input_ids=ids).logits, model(input_ids=ids).logits, atol=1e-6, rtol=1e-6)
+
+
+def test_a_checkpoint_without_a_gelu_is_refused_before_its_weights_load(tmp_path):
+    config = json.loads((MODEL / "config.json").read_text())
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "config.json").write_text(json.dumps({**config, "hidden_act": "relu"}))  # no weights at all
+    with pytest.raises(ElaError, match="config.hidden_act is 'relu'"):
+        measure(tmp_path, *FAST, f"model.path={tmp_path / 'm'}", "model.fuse_gelu=true", "codecarbon.enabled=false")
+
+
+def test_a_fused_fp32_job_measures_its_agreement_with_fp32(tmp_path, monkeypatch):
+    # fp32 jobs are their own reference (agreement 1.0 by definition); a fused GELU is another function, so
+    # its agreement is measured against fp32's stock model. A broken fusion must show.
+    monkeypatch.setattr(epilogue.GeluLinear, "forward", lambda self, x: torch.zeros(*x.shape[:-1], self.out_features))
+    out = measure(tmp_path, *FAST, "model.fuse_gelu=true", "precision=fp32", "codecarbon.enabled=false")
+    assert out.metrics["agreement_with_fp32"] < 0.9
+    assert out.metrics["agreement_with_eager"] < 0.9
+
+
+def test_a_fused_fp32_run_is_not_the_quality_reference():
+    configs = pd.DataFrame(
+        {
+            "params.precision.name": ["fp32", "fp32", "bf16_pure"],
+            "params.model.fuse_gelu": ["False", "True", "True"],
+            "accuracy": [0.90, 0.50, 0.89],
+        }
+    )
+    _, threshold, _ = quality_constraint(configs, 0.99)
+    assert threshold == pytest.approx(0.99 * 0.90)

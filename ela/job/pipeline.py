@@ -41,7 +41,7 @@ from ela.runtime.device import (
     clean_device,
     resolve_device,
 )
-from ela.runtime.epilogue import fuse_gelu
+from ela.runtime.epilogue import check_model, fuse_gelu
 from ela.runtime.models import check_task, load_model, model_config, model_labels, stock_kernels
 
 
@@ -178,8 +178,9 @@ def load(job: JobConfig, device: torch.device) -> tuple[Loaded, torch.nn.Module]
     as transformers' own model takes it, for the references the packed predictions are checked against.
     """
     check_task(job.model, job.task.name)
-    rows = job.engine.packing
-    packing.check_model(list(model_config(job.model).architectures or []), rows)
+    rows, config = job.engine.packing, model_config(job.model)
+    packing.check_model(list(config.architectures or []), rows)
+    check_model(config, job.model.fuse_gelu)
     split = load_split(job.dataset)
     targets = label_targets(split.labels, job.dataset, model_labels(job.model))
     loaded = load_model(job.model)
@@ -236,6 +237,8 @@ def run_phases(job: JobConfig, device: torch.device, choice: MeterChoice, trace:
         ph.step("eager reference (untimed)")
         with stock_kernels(stock):  # the engine, packing and ela's kernels (if any) against transformers' eager
             eager_ref = predict(make_forward(stock, ph.amp), stock_batches).argmax(-1)
+        if me.fp32_reference and job.precision.name == "fp32" and job.model.fuse_gelu:
+            reference = eager_ref  # fp32's own stock model: the reference a fused GELU is checked against
     ph.step(f"engine setup ({job.engine.name})")
     if job.model.fuse_gelu:  # after the eager reference, which is transformers' own model
         ph.gelu_epilogue = fuse_gelu(stock, device.type)
