@@ -51,10 +51,16 @@ MAX_LENGTH = 128
 DEVICE = "cuda"  # (a CPU dry run of this script sets "cpu", with a fake meter in place of NVML)
 
 
+def parse(row: str) -> tuple[str, str, bool, list[int]]:
+    """`<attention>/<batching>[+gelu]@<batch>,...` -> attention, batching, fused GELU, batch sizes."""
+    mode, _, sizes = row.partition("@")
+    attn, batching = mode.split("/")
+    return attn, batching.removesuffix("+gelu"), batching.endswith("+gelu"), [int(b) for b in sizes.split(",")]
+
+
 def engine_for(spec: str, batching: str) -> EngineConfig:
     """The --engine spec with this mode's batching: packing rows, or buckets."""
     base = engine(spec, MAX_LENGTH)
-    batching = batching.removesuffix("+gelu")
     rows = int(batching.removeprefix("pack")) if batching.startswith("pack") else None
     return EngineConfig(**{**base.__dict__, "buckets": None if rows else BUCKETS, "packing": rows})
 
@@ -85,7 +91,7 @@ def main() -> None:
     texts, labels = [r["sentence"] for r in rows], torch.tensor([int(r["label"]) for r in rows])
     p = PrecisionConfig(**yaml.safe_load((CONF / "precision" / f"{a.precision}.yaml").read_text()))
     for row in a.rows:  # a +gelu row the precision can't take is refused before anything is measured
-        check_config(row.partition("@")[0].endswith("+gelu"), "classification", p.linear, p.autocast_dtype)
+        check_config(parse(row)[2], "classification", p.linear, p.autocast_dtype)
     set_tf32(p.tf32)
 
     def amp() -> object:
@@ -104,9 +110,8 @@ def main() -> None:
     out = open(a.csv, "a", newline="")  # noqa: SIM115 - rows are flushed as they come
     writer = csv.writer(out)
     for row in a.rows:
-        mode, _, sizes = row.partition("@")
-        attn, batching = mode.split("/")
-        gelu = batching.endswith("+gelu")
+        attn, batching, gelu, sizes = parse(row)
+        label = batching + ("+gelu" if gelu else "")  # the row's name in the table and the CSV
         cfg = ModelConfig("local", a.model, None, MAX_LENGTH, attn, False, fuse_gelu=gelu)
         loaded = load_model(cfg)
         inner = stock = apply_precision(loaded.model, DTYPE[p.weights_dtype], device)
@@ -115,8 +120,8 @@ def main() -> None:
         if gelu:  # the reference stays transformers' own model (its modules copied, the weights shared)
             stock = copy.deepcopy(inner, memo={id(t): t for t in (*inner.parameters(), *inner.buffers())})
             print(f"GELU epilogue: {fuse_gelu(inner, device.type)}", flush=True)
-        order = "by_length" if batching.removesuffix("+gelu").endswith("by_length") else "original"
-        for batch in map(int, sizes.split(",")):
+        order = "by_length" if batching.endswith("by_length") else "original"
+        for batch in sizes:
             eng = engine_for(a.engine, batching)
             forward = None
             try:
@@ -142,21 +147,21 @@ def main() -> None:
                 floor_ms = 1000 * real_flops / flops_rate
                 f8_floor = f"{m['ms_per_sample'] / (1000 * real_flops / f8_rate):.2f}" if f8_rate else "-"
                 print(
-                    f"| {attn} | {batching} | {batch} | {m['ms_per_sample']:.4f} | {m['j_per_sample']:.4f} | "
+                    f"| {attn} | {label} | {batch} | {m['ms_per_sample']:.4f} | {m['j_per_sample']:.4f} | "
                     f"{m['dynamic_j_per_sample']:.4f} | {100 * batches.padding_fraction:.1f}% | "
                     f"{len(batches.shapes)} | {first_s:.1f} / {reused_s:.2f} | {agree:.4f} ({dlogit:.3f}) | "
                     f"{accuracy:.4f} | {peak_mb:.0f} | {m['ms_per_sample'] / floor_ms:.2f} | {f8_floor} |",
                     flush=True,
                 )
                 card = [gpu.name, gpu.driver, torch.__version__, time.strftime("%Y-%m-%d"), a.precision, a.engine]
-                shape = [attn, batching, batch, *m.values(), batches.padding_fraction, len(batches.shapes)]
+                shape = [attn, label, batch, *m.values(), batches.padding_fraction, len(batches.shapes)]
                 writer.writerow([*card, *shape, first_s, reused_s, how, agree, dlogit, accuracy, peak_mb, floor_ms])
                 out.flush()
                 if a.profile:
                     big = max(batches.inputs, key=lambda b: b["input_ids"].numel())
-                    print(f"profile {attn}/{batching} b{batch}: {profile(forward, big)}", flush=True)
+                    print(f"profile {attn}/{label} b{batch}: {profile(forward, big)}", flush=True)
             except Exception as err:  # noqa: BLE001 - a failing row (out of memory, say) is a row, not the end
-                print(f"| {attn} | {batching} | {batch} | FAILED: {type(err).__name__}: {str(err)[:300]} |", flush=True)
+                print(f"| {attn} | {label} | {batch} | FAILED: {type(err).__name__}: {str(err)[:300]} |", flush=True)
             del forward
             kept.clear()
             torch.cuda.empty_cache()
