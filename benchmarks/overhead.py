@@ -180,12 +180,7 @@ class HandAfterJob(Callback):
         before = {f"before_{k}": v for k, v in (self.last_before or {}).items()}
         row = {"round": seed, "seed": seed, "side": "hand", "precision": precision, "batch": batch, **m, **before,
                "run_id": ret.get("run_id", ""), "gpu": os.environ.get("CUDA_VISIBLE_DEVICES", "")}  # fmt: skip
-        with open(self.csv, "a", newline="") as f:
-            fcntl.flock(f, fcntl.LOCK_EX)  # jobs of a parallel launcher (fork, n_jobs>1) end at once
-            w = csv.DictWriter(f, fieldnames=list(row))
-            if f.seek(0, 2) == 0:  # empty once the lock is ours: this row is the first
-                w.writeheader()
-            w.writerow(row)
+        append_row(self.csv, row)
         was = f" (before the job: {figures(self.last_before)})" if self.last_before else ""
         print(f"[hand] {precision}-b{batch}-s{seed}: {figures(m)}{was}", flush=True)
 
@@ -306,12 +301,13 @@ def main() -> None:
     )
     configs = [(p, int(b)) for p in args.precisions.split(",") for b in args.batches.split(",")]
     rows: dict[tuple[str, int], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-    log = []
 
     if args.sweep_uri:
         compare_sweep(args, rows)
         return
     hand = Hand(args.model, Path(args.data), device)
+    if args.csv:
+        Path(args.csv).unlink(missing_ok=True)  # rows are appended as they come: a call's time limit keeps them
     for rnd in range(args.rounds):
         for precision, batch in configs:
             order = ("hand", "ela") if (rnd % 2 == 0 or args.hand_only) else ("ela", "hand")
@@ -325,17 +321,24 @@ def main() -> None:
                 for k in ("cost_ms_per_sample", "batch_latency_ms_p50", "energy_j_per_sample"):
                     rows[(precision, batch)][f"{side}:{k}"].append(m.get(k, float("nan")))
                 keep = ("cost_ms_per_sample", "batch_latency_ms_p50", "energy_j_per_sample", "stalled_batch_share")
-                log.append({"round": rnd, "side": side, "precision": precision, "batch": batch,
-                            **{k: m.get(k) for k in (*keep, "verdict")}})  # fmt: skip
+                row = {"round": rnd, "side": side, "precision": precision, "batch": batch,
+                       **{k: m.get(k) for k in (*keep, "verdict")}}  # fmt: skip
+                if args.csv:
+                    append_row(Path(args.csv), row)
                 print(f"round {rnd} {side:4s} {precision}-b{batch}: {figures(m)}", flush=True)
-    if args.csv:
-        with open(args.csv, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(log[0]))
-            w.writeheader()
-            w.writerows(log)
     if not args.hand_only:
         print(f"\nmedian [min-max] over {args.rounds} interleaved rounds, one process:\n")
         table(rows, ("hand", "ela"))
+
+
+def append_row(path: Path, row: dict) -> None:
+    """Append one row to a CSV, with the header if the file is new; safe for jobs that end at once."""
+    with open(path, "a", newline="") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)  # jobs of a parallel launcher (fork, n_jobs>1) end at once
+        w = csv.DictWriter(f, fieldnames=list(row))
+        if f.seek(0, 2) == 0:  # empty once the lock is ours: this row is the first
+            w.writeheader()
+        w.writerow(row)
 
 
 def sweep_ids(uri: str) -> list[str]:

@@ -9,7 +9,7 @@ padding is what each batching mode really costs. For each mode x batch, in one p
   (`ela.runtime.kept`: the compiled module kept, only unseen shapes compiled);
 - agreement of predictions with transformers' own eager model on padded batches, and the largest
   logit difference; accuracy against the split's labels;
-- peak GPU memory of the measured forward (torch.cuda.max_memory_allocated);
+- peak GPU memory of the row (torch.cuda.max_memory_allocated above what earlier rows left allocated);
 - x floor: time per sample over the real-token floor, the FLOPs of the split's non-padding tokens (matmuls
   and attention, engines.work per sentence) at the bf16 matmul rate measured in the same run; for
   `--precision fp8` also at the float8 matmul rate measured there (its own floor: the bf16 one flatters it).
@@ -113,6 +113,8 @@ def main() -> None:
         attn, batching, gelu, sizes = parse(row)
         label = batching + ("+gelu" if gelu else "")  # the row's name in the table and the CSV
         cfg = ModelConfig("local", a.model, None, MAX_LENGTH, attn, False, fuse_gelu=gelu)
+        # What earlier rows left allocated (dynamo's CUDA-graph pools outlive kept.clear): not this row's peak.
+        base = torch.cuda.memory_allocated(device)
         loaded = load_model(cfg)
         inner = stock = apply_precision(loaded.model, DTYPE[p.weights_dtype], device)
         if p.linear:
@@ -142,7 +144,7 @@ def main() -> None:
                 dlogit = float((got - want).abs().max())
                 accuracy = float((got.argmax(-1) == labels[batches.indices]).float().mean())  # batch order
                 m = measure(forward, batches, meter, idle.power_w, a.window_s, a.windows)
-                peak_mb = torch.cuda.max_memory_allocated(device) / 2**20
+                peak_mb = (torch.cuda.max_memory_allocated(device) - base) / 2**20
                 real_flops = sum(work(inner, 1, n)[0] for n in batches.token_lengths) / batches.num_samples
                 floor_ms = 1000 * real_flops / flops_rate
                 f8_floor = f"{m['ms_per_sample'] / (1000 * real_flops / f8_rate):.2f}" if f8_rate else "-"
