@@ -4,9 +4,10 @@
 needs it; `prepared`: a process of its own that `ela.measure.sidecar.prepare` started ahead of need and that had
 `--lead-s` to import CodeCarbon (what a GPU job gets: see `ela.job.pipeline.prepare_samplers`). Modes alternate
 round by round; each figure is the time from building the tracker to its `stop` returning, with nothing to measure
-in between. CPU or GPU host (the tracker tracks no GPU here).
+in between. CPU or GPU host; `--gpus 0` has the tracker track that GPU, as a GPU job's does (CodeCarbon then
+queries NVML as it starts and stops).
 
-    python benchmarks/sampler_start.py [--rounds 10] [--lead-s 1.0]
+    python benchmarks/sampler_start.py [--rounds 10] [--lead-s 1.0] [--gpus 0]
 """
 
 from __future__ import annotations
@@ -28,9 +29,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--lead-s", type=float, default=1.0, help="how long a prepared process had before it was needed")
+    ap.add_argument("--gpus", default="", help="comma-separated NVML indices for the tracker to track (a GPU job's)")
     args = ap.parse_args()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = validate(to_container(compose("config", overrides=["device=cpu"]))).codecarbon
+    gpus = [int(i) for i in args.gpus.split(",") if i]
     got: dict[str, list[float]] = {"thread": [], "cold": [], "prepared": []}
     with tempfile.TemporaryDirectory() as out:
         for _ in range(args.rounds):
@@ -39,7 +42,7 @@ def main() -> None:
                     CarbonTracker.prepare()
                     time.sleep(args.lead_s)
                 t0 = time.perf_counter()
-                tracker = CarbonTracker(cfg, [], out, "sampler-start", process=mode != "thread")
+                tracker = CarbonTracker(cfg, gpus, out, "sampler-start", process=mode != "thread")
                 tracker.start()
                 tracker.stop()
                 times.append(time.perf_counter() - t0)

@@ -10,10 +10,11 @@ from the two sweeps (slope and intercept). "Measured" is what a job measures (id
 passes, energy windows: its `phase_*_s` metrics), read back from MLflow; the fixed overhead per job is
 everything else a job costs. In-job overhead is `job_wall_s` minus measured and minus `device_wait_s`
 (time queued for the host's CPU lock behind another job), over all jobs but the first, split into its
-unmeasured phases (load, untimed references, engine setup, warm-up) and the rest (CodeCarbon, scoring,
-MLflow logging); the remainder of the fixed overhead is outside the job (process start and imports
-where the launcher starts one, Hydra's set-up of the job, the MLflow run's creation). The slope of two
-sweeps is fragile on a busy host (it came out negative once); the last column measures the same cost
+unmeasured phases (load, untimed references, engine setup, warm-up), starting and stopping the samplers
+(the power trace and CodeCarbon: `samplers_s`) and the rest (scoring, MLflow logging); the remainder of
+the fixed overhead is outside the job (process start and imports where the launcher starts one, Hydra's
+set-up of the job, the MLflow run's creation). The slope of two sweeps is fragile on a busy host (it came
+out negative once); the last column measures the same cost
 directly where jobs run one at a time: from one run's start to the next's, minus what the first measured,
 after the sweep's first job (so `--many` of 3 or more).
 
@@ -64,14 +65,15 @@ def measured_s(run) -> float:
 
 
 def overhead_parts(runs) -> dict[str, float]:
-    """Mean seconds per job of each unmeasured phase, and of the rest of the job (tracking, scoring, CodeCarbon)."""
-    parts: dict[str, list[float]] = {p: [] for p in (*OVERHEAD_PHASES, "rest")}
+    """Mean seconds per job of each unmeasured phase, of the samplers' start and stop, and of the rest."""
+    parts: dict[str, list[float]] = {p: [] for p in (*OVERHEAD_PHASES, "samplers", "rest")}
     for r in runs:
         m = r.data.metrics
         for p in OVERHEAD_PHASES:
             parts[p].append(m.get(f"phase_{p}_s", 0.0))
+        parts["samplers"].append(m.get("samplers_s", 0.0))  # starting and stopping the trace and CodeCarbon
         phases = sum(m.get(f"phase_{p}_s", 0.0) for p in PHASES)
-        parts["rest"].append(m["job_wall_s"] - m["device_wait_s"] - phases)
+        parts["rest"].append(m["job_wall_s"] - m["device_wait_s"] - phases - parts["samplers"][-1])
     return {k: sum(v) / len(v) for k, v in parts.items()}
 
 
@@ -112,7 +114,7 @@ def main() -> None:
     print(
         "| launcher | wall s (few / many jobs) | measured s per job | start-up s per sweep | "
         "fixed overhead s per job | in-job overhead s (after the first) | of it: "
-        + ", ".join([*OVERHEAD_PHASES, "rest"])
+        + ", ".join([*OVERHEAD_PHASES, "samplers", "rest"])
         + " | outside the job (process, imports, run set-up) | start to start - measured s (of it warm-up) |"
     )
     print("|---|---|---|---|---|---|---|---|---|")

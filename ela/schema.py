@@ -171,6 +171,11 @@ JOB = (
         shown="`phase_{load,references,engine_setup,idle,warmup,timed_passes,windows}_s`",
     ),
     Metric(("device_wait_s",), "s", "time the job queued for its GPU (or, on CPU, the host) behind other running jobs"),
+    Metric(
+        ("samplers_s",),
+        "s",
+        "starting and stopping the power trace and CodeCarbon's sampler (`measure.samplers_in`), outside every phase",
+    ),
     Metric(("engine_setup_s",), "s", "compilation (every padded shape) or graph capture, before any timed pass"),
     Metric(
         ("padding_fraction", "distinct_shapes"),

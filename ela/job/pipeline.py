@@ -83,14 +83,19 @@ def measure_job(job: JobConfig, job_dir: Path, progress=None) -> JobOutcome:
         attention.check(job.model.attn_implementation, job.precision, device, _longest(job))
         seed_everything(job.seed)
         choice = make_meter(job, device)
+        t1 = time.perf_counter()
         carbon = stack.enter_context(_carbon(job, choice, job_dir))
         trace = stack.enter_context(_trace(job, choice))
+        samplers_s = time.perf_counter() - t1
         stack.enter_context(clean_device(device))
         raw = run_phases(job, device, choice, trace, progress)
+        t1 = time.perf_counter()
         raw.trace = trace.stop() if trace is not None else None
         raw.carbon = _stop(carbon)
+        samplers_s += time.perf_counter() - t1
     out = score(job, raw)
     out.metrics["device_wait_s"] = waited  # queued behind other jobs for the GPU/CPU: not overhead
+    out.metrics["samplers_s"] = samplers_s  # a part of a job's overhead that depends on where samplers run
     if pinned():
         out.tags["ela.cuda_visible_devices"] = pinned()
     return out
