@@ -163,14 +163,22 @@ def measure(forward: Forward, on: Batches, meter: WindowMeter, idle_w: float, wi
 
 
 def engine(spec: str, seq: int) -> EngineConfig:
-    """`compile:<mode>[+freezing]`, `cudagraph` or `eager` as ela's engine config at one bucket."""
-    name, _, mode = spec.partition(":")
+    """`compile:<mode>[+freezing][+cd]`, `cudagraph` or `eager` as ela's engine config at one bucket.
+
+    `+cd`: inductor's coordinate-descent tuning of every kernel's launch config (`engine.coordinate_descent`).
+    """
+    name, _, rest = spec.partition(":")
+    mode, *flags = rest.split("+")
+    unknown = set(flags) - {"freezing", "cd"}
+    if unknown:
+        raise ValueError(f"engine spec {spec!r}: unknown flag(s) {sorted(unknown)}; known: +freezing, +cd")
     return EngineConfig(
         name=name,
-        compile_mode=mode.removesuffix("+freezing") or None,
+        compile_mode=mode or None,
         buckets=[seq],
         fullgraph=True,
-        freezing=spec.endswith("+freezing"),
+        freezing="freezing" in flags,
+        coordinate_descent="cd" in flags,
     )
 
 
