@@ -150,7 +150,7 @@ JOB = (
         "kWh",
         "CodeCarbon, whole job; CPU is RAPL where present, else modelled (tag says which); RAM is always modelled",
     ),
-    Metric(("codecarbon_duration_s",), "s", "the span CodeCarbon tracked (the whole job)"),
+    Metric(("codecarbon_duration_s",), "s", "the span CodeCarbon tracked (the whole job, from as its model loads)"),
     Metric((EMISSIONS_G,), "g CO2e", "CodeCarbon, whole job, offline grid intensity of `codecarbon.country_iso_code`"),
     Metric(
         ("peak_memory_mb",),
@@ -174,7 +174,8 @@ JOB = (
     Metric(
         ("samplers_s",),
         "s",
-        "starting and stopping the power trace and CodeCarbon's sampler (`measure.samplers_in`), outside every phase",
+        "what starting and stopping the power trace and CodeCarbon's sampler (`measure.samplers_in`) kept the job "
+        "waiting outside its phases (CodeCarbon's start overlaps the load phase, and a wait for it counts there)",
     ),
     Metric(("engine_setup_s",), "s", "compilation (every padded shape) or graph capture, before any timed pass"),
     Metric(

@@ -185,3 +185,46 @@ def test_a_cpu_job_prepares_codecarbon_only_once_it_holds_the_cpu():
     assert carbon.WARM not in sidecar._SPARES  # threads: no process to start
     prepare_samplers(compose_job(*LOCAL))  # after its claim (measure_job)
     assert sidecar._SPARES[carbon.WARM].poll() is None
+
+
+def test_a_start_not_awaited_is_awaited_once_later_and_before_stop():
+    side = Sidecar(Probe)
+    assert side.start(wait=False) is None  # returns at once; the process builds and starts the sampler
+    side.mark("load")  # marks may go down the pipe before the start's reply is read
+    pid = side.started()
+    assert pid != os.getpid() and side.started() == pid  # awaited once, remembered
+    assert side.stop() == (pid, ["load"])
+    other = Sidecar(Probe)
+    other.start(wait=False)
+    assert other.stop()[1] == []  # stop reads the start's reply first, never mistakes it for its own
+
+
+def test_a_sampler_that_fails_to_start_unawaited_says_so_when_awaited():
+    side = Sidecar(Probe, "init")
+    side.start(wait=False)
+    with pytest.raises(SidecarError, match="ValueError: no such meter"):
+        side.started()
+    side.close()
+
+
+def test_a_job_awaits_codecarbon_as_its_load_ends_and_counts_the_wait_as_load(tmp_path, monkeypatch):
+    # CodeCarbon's process starts its tracker while the model loads; the job waits for it before anything
+    # measured, and that wait is the load phase's, not the samplers' overhead (samplers_s).
+    from conftest import FAST, measure
+
+    from ela.measure.carbon import CarbonTracker
+
+    calls = []
+    started = CarbonTracker.started
+
+    def slow_start(self):
+        calls.append(time.perf_counter())
+        time.sleep(0.5)
+        started(self)
+
+    monkeypatch.setattr(CarbonTracker, "started", slow_start)
+    out = measure(tmp_path, *FAST)
+    assert len(calls) == 1
+    assert out.metrics["phase_load_s"] >= 0.5
+    assert out.metrics["samplers_s"] < 0.5
+    assert out.metrics["codecarbon_energy_kwh"] > 0  # CodeCarbon ran and reported

@@ -10,6 +10,7 @@ import logging
 import math
 import resource
 import time
+from collections.abc import Callable
 
 import torch
 
@@ -47,8 +48,17 @@ _PHASE_OF = {"load": "load", "fp32 reference": "references", "eager reference": 
 class Phases:
     """What every task's measured order shares: named steps, precision, idle power, windows, the card's state."""
 
-    def __init__(self, job: JobConfig, device: torch.device, choice: MeterChoice, trace: PowerTrace | None, progress):
+    def __init__(
+        self,
+        job: JobConfig,
+        device: torch.device,
+        choice: MeterChoice,
+        trace: PowerTrace | None,
+        progress,
+        after_load: Callable[[], None] | None = None,
+    ):
         self.job, self.device, self.choice, self.trace, self.progress = job, device, choice, trace, progress
+        self.after_load = after_load  # called once as the load phase ends, inside it (a sampler's start awaited)
         self.sync, self.meter, self.gpu = synchronizer(device), choice.meter, choice.gpu
         self.tick = progress.tick if progress is not None else None
         self.idle = self.tick_s = None
@@ -64,6 +74,9 @@ class Phases:
     def step(self, name: str) -> None:
         """A stop request ends the job here, between phases; the progress line and the trace get the name."""
         interrupt.check()
+        if self.after_load is not None and self._open is not None and self._open[0] == "load":
+            wait, self.after_load = self.after_load, None
+            wait()  # before the clock is read: what it waits for overlapped the load, and counts as load
         now = time.perf_counter()
         if self._open is not None:  # the phase that ends here
             self.phase_s[self._open[0]] = self.phase_s.get(self._open[0], 0.0) + now - self._open[1]

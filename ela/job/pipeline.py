@@ -12,7 +12,7 @@ import random
 import socket
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -88,7 +88,7 @@ def measure_job(job: JobConfig, job_dir: Path, progress=None) -> JobOutcome:
         trace = stack.enter_context(_trace(job, choice))
         samplers_s = time.perf_counter() - t1
         stack.enter_context(clean_device(device))
-        raw = run_phases(job, device, choice, trace, progress)
+        raw = run_phases(job, device, choice, trace, progress, carbon.started if carbon is not None else None)
         t1 = time.perf_counter()
         raw.trace = trace.stop() if trace is not None else None
         raw.carbon = _stop(carbon)
@@ -145,7 +145,9 @@ def _carbon(job: JobConfig, choice: MeterChoice, job_dir: Path) -> Iterator[Carb
         return
     gpus = [choice.gpu.nvml_index] if choice.gpu else []
     tracker = CarbonTracker(job.codecarbon, gpus, str(job_dir), job.run_name, job.measure.samplers_in == "process")
-    tracker.start()
+    # Its process builds and starts CodeCarbon's tracker (hardware detection included) while the job loads its
+    # model; the job waits for it as the load phase ends, before anything is measured (run_phases' after_load).
+    tracker.start(wait=False)
     try:
         yield tracker
     finally:
@@ -214,9 +216,16 @@ def loaded_split(split, batches, targets: list[int], loaded) -> Loaded:
     )
 
 
-def run_phases(job: JobConfig, device: torch.device, choice: MeterChoice, trace: PowerTrace | None, progress) -> Raw:
+def run_phases(
+    job: JobConfig,
+    device: torch.device,
+    choice: MeterChoice,
+    trace: PowerTrace | None,
+    progress,
+    after_load: Callable[[], None] | None = None,
+) -> Raw:
     """The task's measured order: load, references, precision, engine, idle, warm-up, timed passes, windows."""
-    ph = Phases(job, device, choice, trace, progress)
+    ph = Phases(job, device, choice, trace, progress, after_load)
     if job.task.generative:
         from ela.job.generate import measure_generation
 

@@ -135,10 +135,18 @@ class CarbonTracker:
         """Start the next tracker's process now, so its imports run while the job does other things."""
         prepare(WARM)
 
-    def start(self) -> None:
-        """Start sampling (returns once CodeCarbon runs)."""
+    def start(self, wait: bool = True) -> None:
+        """Start sampling (returns once CodeCarbon runs; `wait=False`: at once, and `started()` waits)."""
         try:
-            self._sidecar.start()
+            self._sidecar.start(wait)
+        except SidecarError as err:
+            self._sidecar.close()
+            raise MeasurementError(str(err)) from err
+
+    def started(self) -> None:
+        """Wait until CodeCarbon runs (after `start(wait=False)`); a failure to start raises here."""
+        try:
+            self._sidecar.started()
         except SidecarError as err:
             self._sidecar.close()
             raise MeasurementError(str(err)) from err

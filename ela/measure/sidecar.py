@@ -101,6 +101,8 @@ class Sidecar:
         self._proc: subprocess.Popen | None = None
         self._inline: Any = None
         self._done = False
+        self._pending = False  # start(wait=False): the start's reply is still in the pipe
+        self._started: Any = None
         if not process:
             self._inline = make(*args)
             return
@@ -114,11 +116,23 @@ class Sidecar:
         """The sampler's process id (this process's when inline)."""
         return self._proc.pid if self._proc is not None else os.getpid()
 
-    def start(self) -> Any:
-        """Start sampling; waits until the sampler runs and returns what its `start` returned."""
+    def start(self, wait: bool = True) -> Any:
+        """Start sampling; waits until the sampler runs and returns what its `start` returned.
+
+        `wait=False`: return at once (the process builds and starts the sampler as it is handed over) and let
+        `started()` wait later, so a caller can do other work meanwhile. Inline samplers start here either way.
+        """
         if self._proc is None:
             return self._inline.start()
-        return self._receive("start")
+        self._pending = True
+        return self.started() if wait else None
+
+    def started(self) -> Any:
+        """Wait until the sampler runs (once; later calls return at once): what its `start` returned."""
+        if self._pending:
+            self._pending = False
+            self._started = self._receive("start")
+        return self._started
 
     def mark(self, label: str) -> None:
         """Pass a label to the sampler (between phases: a pickle down a pipe, no reply awaited)."""
@@ -135,6 +149,7 @@ class Sidecar:
         if self._proc is None:
             return self._inline.stop()
         try:
+            self.started()  # the start's reply comes first in the pipe (and a failed start is said here)
             self._send(("stop",))
             return self._receive("stop")
         finally:
