@@ -20,7 +20,8 @@ Prints one Markdown table (and writes CSV rows to --csv as it goes, so a cut-off
         [--engines eager,cudagraph,compile:reduce-overhead] [--autotune-batches 64] [--attn sdpa]
 
 An engine spec is `eager`, `cudagraph` or `compile:<mode>`; `+freezing` after a compile spec sets
-engine.freezing=true (inductor folds the weights in as constants, e.g. autocast's weight casts).
+engine.freezing=true (inductor folds the weights in as constants, e.g. autocast's weight casts), `+cd`
+engine.coordinate_descent=true (inductor tunes every kernel's launch config).
 """
 
 from __future__ import annotations

@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import copy
 import csv
+import gc
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -164,10 +165,12 @@ def main() -> None:
                     print(f"profile {attn}/{label} b{batch}: {profile(forward, big)}", flush=True)
             except Exception as err:  # noqa: BLE001 - a failing row (out of memory, say) is a row, not the end
                 print(f"| {attn} | {label} | {batch} | FAILED: {type(err).__name__}: {str(err)[:300]} |", flush=True)
-            del forward
+            forward = model = batches = padded = want = got = None  # nothing of this batch outlives it
             kept.clear()
             torch.cuda.empty_cache()
         del inner, stock, loaded
+        gc.collect()  # the next row's base (its peak is counted above it) holds nothing of this row
+        torch.cuda.empty_cache()
     print(f"real-token floor per sample: FLOPs of the non-padding tokens / {flops_rate / 1e12:.0f} TFLOP/s")
 
 

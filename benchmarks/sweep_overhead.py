@@ -10,8 +10,9 @@ from the two sweeps (slope and intercept). "Measured" is what a job measures (id
 passes, energy windows: its `phase_*_s` metrics), read back from MLflow; the fixed overhead per job is
 everything else a job costs. In-job overhead is `job_wall_s` minus measured and minus `device_wait_s`
 (time queued for the host's CPU lock behind another job), over all jobs but the first, split into its
-unmeasured phases (load, untimed references, engine setup, warm-up), starting and stopping the samplers
-(the power trace and CodeCarbon: `samplers_s`) and the rest (scoring, MLflow logging); the remainder of
+unmeasured phases (load, untimed references, engine setup, warm-up), what starting and stopping the samplers
+kept the job waiting (`samplers_s`; in processes CodeCarbon starts while the model loads, and a wait for it
+counts as load) and the rest (scoring, MLflow logging); the remainder of
 the fixed overhead is outside the job (process start and imports where the launcher starts one, Hydra's
 set-up of the job, the MLflow run's creation). The slope of two sweeps is fragile on a busy host (it came
 out negative once); the last column measures the same cost

@@ -148,10 +148,15 @@ JOB = (
     Metric(
         (CODECARBON_KWH, "codecarbon_cpu_energy_kwh", "codecarbon_ram_energy_kwh", "codecarbon_gpu_energy_kwh"),
         "kWh",
-        "CodeCarbon, whole job; CPU is RAPL where present, else modelled (tag says which); RAM is always modelled",
+        "CodeCarbon, the job from its model load on; CPU is RAPL where present, else modelled (tag says which); "
+        "RAM is always modelled",
     ),
-    Metric(("codecarbon_duration_s",), "s", "the span CodeCarbon tracked (the whole job, from as its model loads)"),
-    Metric((EMISSIONS_G,), "g CO2e", "CodeCarbon, whole job, offline grid intensity of `codecarbon.country_iso_code`"),
+    Metric(("codecarbon_duration_s",), "s", "the span CodeCarbon tracked (the job, from its model load on)"),
+    Metric(
+        (EMISSIONS_G,),
+        "g CO2e",
+        "CodeCarbon, the job from its model load on, offline grid intensity of `codecarbon.country_iso_code`",
+    ),
     Metric(
         ("peak_memory_mb",),
         "MiB",
@@ -167,15 +172,17 @@ JOB = (
         tuple(f"phase_{p}_s" for p in PHASES),
         "s",
         "wall time of each phase of the job (load, untimed reference passes, engine setup, idle power, warm-up, "
-        "timed passes, energy windows); `job_wall_s` minus their sum is tracking and scoring",
+        "timed passes, energy windows); `job_wall_s` minus their sum, `samplers_s` and `device_wait_s` is tracking "
+        "and scoring",
         shown="`phase_{load,references,engine_setup,idle,warmup,timed_passes,windows}_s`",
     ),
     Metric(("device_wait_s",), "s", "time the job queued for its GPU (or, on CPU, the host) behind other running jobs"),
     Metric(
         ("samplers_s",),
         "s",
-        "what starting and stopping the power trace and CodeCarbon's sampler (`measure.samplers_in`) kept the job "
-        "waiting outside its phases (CodeCarbon's start overlaps the load phase, and a wait for it counts there)",
+        "what starting and stopping the power trace and CodeCarbon's sampler kept the job waiting outside its "
+        "phases: with `measure.samplers_in=process` CodeCarbon starts while the model loads (a wait for it counts "
+        "as load); as threads its whole start is here",
     ),
     Metric(("engine_setup_s",), "s", "compilation (every padded shape) or graph capture, before any timed pass"),
     Metric(

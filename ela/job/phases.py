@@ -77,6 +77,7 @@ class Phases:
         if self.after_load is not None and self._open is not None and self._open[0] == "load":
             wait, self.after_load = self.after_load, None
             wait()  # before the clock is read: what it waits for overlapped the load, and counts as load
+            interrupt.check()  # a stop request that came during the wait ends the job here, not in the next phase
         now = time.perf_counter()
         if self._open is not None:  # the phase that ends here
             self.phase_s[self._open[0]] = self.phase_s.get(self._open[0], 0.0) + now - self._open[1]

@@ -12,7 +12,7 @@ import random
 import socket
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -88,7 +88,7 @@ def measure_job(job: JobConfig, job_dir: Path, progress=None) -> JobOutcome:
         trace = stack.enter_context(_trace(job, choice))
         samplers_s = time.perf_counter() - t1
         stack.enter_context(clean_device(device))
-        raw = run_phases(job, device, choice, trace, progress, carbon.started if carbon is not None else None)
+        raw = run_phases(Phases(job, device, choice, trace, progress, carbon.started if carbon is not None else None))
         t1 = time.perf_counter()
         raw.trace = trace.stop() if trace is not None else None
         raw.carbon = _stop(carbon)
@@ -216,16 +216,9 @@ def loaded_split(split, batches, targets: list[int], loaded) -> Loaded:
     )
 
 
-def run_phases(
-    job: JobConfig,
-    device: torch.device,
-    choice: MeterChoice,
-    trace: PowerTrace | None,
-    progress,
-    after_load: Callable[[], None] | None = None,
-) -> Raw:
+def run_phases(ph: Phases) -> Raw:
     """The task's measured order: load, references, precision, engine, idle, warm-up, timed passes, windows."""
-    ph = Phases(job, device, choice, trace, progress, after_load)
+    job, device = ph.job, ph.device
     if job.task.generative:
         from ela.job.generate import measure_generation
 

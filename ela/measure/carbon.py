@@ -116,7 +116,7 @@ class JobTracker:
 
 
 class CarbonTracker:
-    """CodeCarbon over the whole job (loading and reference passes included), for job energy and emissions.
+    """CodeCarbon over the job from its model load on (reference passes included), for job energy and emissions.
 
     CodeCarbon samples from threads every second; they run in a process of their own (ela.measure.sidecar) unless
     `process=False`. Its `tracking_mode="machine"` measures the host and its GPUs, not a process, so the totals

@@ -129,9 +129,9 @@ class Sidecar:
 
     def started(self) -> Any:
         """Wait until the sampler runs (once; later calls return at once): what its `start` returned."""
-        if self._pending:
-            self._pending = False
+        if self._pending:  # cleared only once the reply is read: an interrupted wait leaves it to stop() to read
             self._started = self._receive("start")
+            self._pending = False
         return self._started
 
     def mark(self, label: str) -> None:
