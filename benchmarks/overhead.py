@@ -7,6 +7,9 @@ Three modes, all on the same model and data:
   order alternating between rounds. Prints both figures ela reports -- the cost per sample (window
   time / samples, no per-batch sync) and the p50 batch latency (device synchronised around each
   batch) -- as median [min-max] over the rounds, their ratio, and the sign of each speed-up vs fp32.
+  With `--csv F --resume` a run goes on from F (a call's time limit stopped it): measurements already in F
+  are kept and not repeated, and the table covers all of them, so rounds can span several device calls (on the
+  same kind of card: rows carry the card's name, and a CSV from another is refused).
 * `--hand-only --csv F`: the hand-written loop alone, to a CSV (to run before and after a sweep).
 * `--sweep-uri U1,U2 --hand-csv F1,F2`: every sweep in those stores (a repetition each; a store per device
   call) next to those hand-loop CSVs,
@@ -25,6 +28,7 @@ import csv
 import fcntl
 import os
 import statistics
+import sys
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -286,6 +290,7 @@ def main() -> None:
     ap.add_argument("--idle-s", type=float, default=3.0)
     ap.add_argument("--hand-only", action="store_true")
     ap.add_argument("--csv", help="write every measurement here")
+    ap.add_argument("--resume", action="store_true", help="go on from --csv: keep its measurements, add the rest")
     ap.add_argument("--sweep-uri", help="compare the latest sweep in this MLflow store with --hand-csv files")
     ap.add_argument("--hand-csv", help="comma-separated CSVs written by --hand-only")
     ap.add_argument("--list-sweeps", metavar="URI", help="print the run ids of this store's sweeps, comma-separated")
@@ -296,23 +301,34 @@ def main() -> None:
     if not args.sweep_uri and not (args.model and args.data):
         ap.error("--model and --data are required")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    print(
-        f"device: {torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}, torch {torch.__version__}"
-    )
+    card = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    print(f"device: {card}, torch {torch.__version__}")
     configs = [(p, int(b)) for p in args.precisions.split(",") for b in args.batches.split(",")]
     rows: dict[tuple[str, int], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
 
     if args.sweep_uri:
         compare_sweep(args, rows)
         return
-    hand = Hand(args.model, Path(args.data), device)
-    if args.csv:
+    if args.resume and not args.csv:
+        ap.error("--resume goes on from the --csv file: name it")
+    done = set()
+    if args.csv and args.resume and Path(args.csv).exists():  # measured in an earlier call: kept, not repeated
+        with open(args.csv, newline="") as f:
+            for r in csv.DictReader(f):
+                if r.get("device", card) != card:  # rounds on another card are not repetitions of these
+                    sys.exit(f"{args.csv} holds measurements on {r['device']}, this is {card}: resume on that card")
+                done.add((int(r["round"]), r["side"], r["precision"], int(r["batch"])))
+                for k in ("cost_ms_per_sample", "batch_latency_ms_p50", "energy_j_per_sample"):
+                    rows[(r["precision"], int(r["batch"]))][f"{r['side']}:{k}"].append(float(r[k] or "nan"))
+        print(f"resuming from {args.csv}: {len(done)} measurements already there", flush=True)
+    elif args.csv:
         Path(args.csv).unlink(missing_ok=True)  # rows are appended as they come: a call's time limit keeps them
+    hand = Hand(args.model, Path(args.data), device)
     for rnd in range(args.rounds):
         for precision, batch in configs:
             order = ("hand", "ela") if (rnd % 2 == 0 or args.hand_only) else ("ela", "hand")
             for side in order:
-                if side == "ela" and args.hand_only:
+                if (side == "ela" and args.hand_only) or (rnd, side, precision, batch) in done:
                     continue
                 if side == "hand":
                     m = hand.measure(precision, batch, args.window_s, args.windows)
@@ -321,13 +337,14 @@ def main() -> None:
                 for k in ("cost_ms_per_sample", "batch_latency_ms_p50", "energy_j_per_sample"):
                     rows[(precision, batch)][f"{side}:{k}"].append(m.get(k, float("nan")))
                 keep = ("cost_ms_per_sample", "batch_latency_ms_p50", "energy_j_per_sample", "stalled_batch_share")
-                row = {"round": rnd, "side": side, "precision": precision, "batch": batch,
+                row = {"device": card, "round": rnd, "side": side, "precision": precision, "batch": batch,
                        **{k: m.get(k) for k in (*keep, "verdict")}}  # fmt: skip
                 if args.csv:
                     append_row(Path(args.csv), row)
                 print(f"round {rnd} {side:4s} {precision}-b{batch}: {figures(m)}", flush=True)
     if not args.hand_only:
-        print(f"\nmedian [min-max] over {args.rounds} interleaved rounds, one process:\n")
+        where = "one process" if not done else "this process and the CSV's earlier calls"
+        print(f"\nmedian [min-max] over {args.rounds} interleaved rounds, {where}:\n")
         table(rows, ("hand", "ela"))
 
 
