@@ -10,7 +10,8 @@ from the two sweeps (slope and intercept). "Measured" is what a job measures (id
 passes, energy windows: its `phase_*_s` metrics), read back from MLflow; the fixed overhead per job is
 everything else a job costs. In-job overhead is `job_wall_s` minus measured and minus `device_wait_s`
 (time queued for the host's CPU lock behind another job), over all jobs but the first, split into its
-unmeasured phases (load, untimed references, engine setup, warm-up), what starting and stopping the samplers
+unmeasured phases (load, untimed references, engine setup, warm-up), the device's set-up before the load
+(`device_setup_s`: CUDA and NVML start there in a new process), what starting and stopping the samplers
 kept the job waiting (`samplers_s`; in processes CodeCarbon starts while the model loads, and a wait for it
 counts as load) and the rest (scoring, MLflow logging); the remainder of
 the fixed overhead is outside the job (process start and imports where the launcher starts one, Hydra's
@@ -67,14 +68,17 @@ def measured_s(run) -> float:
 
 def overhead_parts(runs) -> dict[str, float]:
     """Mean seconds per job of each unmeasured phase, of the samplers' start and stop, and of the rest."""
-    parts: dict[str, list[float]] = {p: [] for p in (*OVERHEAD_PHASES, "samplers", "rest")}
+    parts: dict[str, list[float]] = {p: [] for p in (*OVERHEAD_PHASES, "device_setup", "samplers", "rest")}
     for r in runs:
         m = r.data.metrics
         for p in OVERHEAD_PHASES:
             parts[p].append(m.get(f"phase_{p}_s", 0.0))
+        parts["device_setup"].append(m.get("device_setup_s", 0.0))  # CUDA's and NVML's start in a new process
         parts["samplers"].append(m.get("samplers_s", 0.0))  # starting and stopping the trace and CodeCarbon
         phases = sum(m.get(f"phase_{p}_s", 0.0) for p in PHASES)
-        parts["rest"].append(m["job_wall_s"] - m["device_wait_s"] - phases - parts["samplers"][-1])
+        parts["rest"].append(
+            m["job_wall_s"] - m["device_wait_s"] - phases - parts["device_setup"][-1] - parts["samplers"][-1]
+        )
     return {k: sum(v) / len(v) for k, v in parts.items()}
 
 
@@ -115,7 +119,7 @@ def main() -> None:
     print(
         "| launcher | wall s (few / many jobs) | measured s per job | start-up s per sweep | "
         "fixed overhead s per job | in-job overhead s (after the first) | of it: "
-        + ", ".join([*OVERHEAD_PHASES, "samplers", "rest"])
+        + ", ".join([*OVERHEAD_PHASES, "device_setup", "samplers", "rest"])
         + " | outside the job (process, imports, run set-up) | start to start - measured s (of it warm-up) |"
     )
     print("|---|---|---|---|---|---|---|---|---|")

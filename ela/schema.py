@@ -172,11 +172,17 @@ JOB = (
         tuple(f"phase_{p}_s" for p in PHASES),
         "s",
         "wall time of each phase of the job (load, untimed reference passes, engine setup, idle power, warm-up, "
-        "timed passes, energy windows); `job_wall_s` minus their sum, `samplers_s` and `device_wait_s` is tracking "
-        "and scoring",
+        "timed passes, energy windows); `job_wall_s` minus their sum, `device_wait_s`, `device_setup_s` and "
+        "`samplers_s` is tracking and scoring",
         shown="`phase_{load,references,engine_setup,idle,warmup,timed_passes,windows}_s`",
     ),
     Metric(("device_wait_s",), "s", "time the job queued for its GPU (or, on CPU, the host) behind other running jobs"),
+    Metric(
+        ("device_setup_s",),
+        "s",
+        "before the load phase: choosing the device, checking it can run the precision and attention, opening the "
+        "energy meter and clearing the device (where a job's process is new, CUDA and NVML start here)",
+    ),
     Metric(
         ("samplers_s",),
         "s",

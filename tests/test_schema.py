@@ -42,5 +42,6 @@ def test_a_real_job_logs_only_schema_metrics(tmp_path):
     assert all(v is not None and v >= 0 for v in phases.values()), phases  # every phase of this job, timed
     assert phases["phase_windows_s"] >= 2 * out.metrics["energy_window_s"] * 0.99  # the 2 windows are in it
     assert out.metrics["samplers_s"] > 0  # CodeCarbon's sampler started and stopped, outside every phase
+    assert out.metrics["device_setup_s"] > 0  # the device chosen and checked, the meter opened, before the load
     prefixes = tuple(t.name.rstrip("*") for t in schema.TAGS)
     assert all(k.startswith(prefixes) for k in out.tags), [k for k in out.tags if not k.startswith(prefixes)]

@@ -78,16 +78,21 @@ def measure_job(job: JobConfig, job_dir: Path, progress=None) -> JobOutcome:
         index = stack.enter_context(_device_lock(job, device_type))
         waited = time.perf_counter() - t0
         prepare_samplers(job)  # after the claim: a job waiting for the host's CPU starts nothing beside its holder
+        samplers_s = time.perf_counter() - t0 - waited
+        t1 = time.perf_counter()  # the device's set-up: in a fresh process, where CUDA and NVML start
         device = resolve_device(job.device, index if job.gpus is not None else None)
         check_precision(job.precision, device)
         attention.check(job.model.attn_implementation, job.precision, device, _longest(job))
         seed_everything(job.seed)
         choice = make_meter(job, device)
+        setup_s = time.perf_counter() - t1
         t1 = time.perf_counter()
         carbon = stack.enter_context(_carbon(job, choice, job_dir))
         trace = stack.enter_context(_trace(job, choice))
-        samplers_s = time.perf_counter() - t1
+        samplers_s += time.perf_counter() - t1
+        t1 = time.perf_counter()
         stack.enter_context(clean_device(device))
+        setup_s += time.perf_counter() - t1
         raw = run_phases(Phases(job, device, choice, trace, progress, carbon.started if carbon is not None else None))
         t1 = time.perf_counter()
         raw.trace = trace.stop() if trace is not None else None
@@ -96,6 +101,7 @@ def measure_job(job: JobConfig, job_dir: Path, progress=None) -> JobOutcome:
     out = score(job, raw)
     out.metrics["device_wait_s"] = waited  # queued behind other jobs for the GPU/CPU: not overhead
     out.metrics["samplers_s"] = samplers_s  # a part of a job's overhead that depends on where samplers run
+    out.metrics["device_setup_s"] = setup_s  # a part that a process per job pays again
     if pinned():
         out.tags["ela.cuda_visible_devices"] = pinned()
     return out
