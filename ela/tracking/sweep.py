@@ -6,6 +6,7 @@ a sweep never runs its jobs without a parent, nor exits 0 with its parent left R
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -149,6 +150,8 @@ class SweepCallback(Callback):
         except SystemExit:
             raise
         except BaseException as err:  # noqa: BLE001 - e.g. a disk I/O error: never exit 0 with the parent open
+            with contextlib.suppress(Exception):  # its status is an update in place: it may fit where the report didn't
+                self.tracker.end_run(self.parent_id, "FAILED")
             _fail("close the sweep's run", err)
         os.environ.pop(PARENT_ENV, None)
         if failed:
