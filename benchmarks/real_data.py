@@ -114,7 +114,7 @@ def main() -> None:
         attn, batching, gelu, sizes = parse(row)
         label = batching + ("+gelu" if gelu else "")  # the row's name in the table and the CSV
         cfg = ModelConfig("local", a.model, None, MAX_LENGTH, attn, False, fuse_gelu=gelu)
-        # What earlier rows left allocated (dynamo's CUDA-graph pools outlive kept.clear): not this row's peak.
+        # What earlier rows left allocated is not this row's peak (ela's jobs count theirs the same way).
         base = torch.cuda.memory_allocated(device)
         loaded = load_model(cfg)
         inner = stock = apply_precision(loaded.model, DTYPE[p.weights_dtype], device)

@@ -73,38 +73,42 @@ def measure_job(job: JobConfig, job_dir: Path, progress=None) -> JobOutcome:
         raise ElaError(f"gpus={job.gpus} needs CUDA GPUs; this job runs on CPU (leave gpus=null)")
     device_type = "cuda" if job.gpus is not None else resolve_device(job.device).type
     preflight(job, device_type)
+    spent: dict[str, float] = {}  # seconds outside every phase, by what they went to (schema: JOB metrics)
     with contextlib.ExitStack() as stack:
-        t0 = time.perf_counter()
-        index = stack.enter_context(_device_lock(job, device_type))
-        waited = time.perf_counter() - t0
-        prepare_samplers(job)  # after the claim: a job waiting for the host's CPU starts nothing beside its holder
-        samplers_s = time.perf_counter() - t0 - waited
-        t1 = time.perf_counter()  # the device's set-up: in a fresh process, where CUDA and NVML start
-        device = resolve_device(job.device, index if job.gpus is not None else None)
-        check_precision(job.precision, device)
-        attention.check(job.model.attn_implementation, job.precision, device, _longest(job))
-        seed_everything(job.seed)
-        choice = make_meter(job, device)
-        setup_s = time.perf_counter() - t1
-        t1 = time.perf_counter()
-        carbon = stack.enter_context(_carbon(job, choice, job_dir))
-        trace = stack.enter_context(_trace(job, choice))
-        samplers_s += time.perf_counter() - t1
-        t1 = time.perf_counter()
-        stack.enter_context(clean_device(device))
-        setup_s += time.perf_counter() - t1
+        with _timed(spent, "device_wait_s"):  # queued behind other jobs for the GPU/CPU: not overhead
+            index = stack.enter_context(_device_lock(job, device_type))
+        with _timed(spent, "samplers_s"):  # after the claim: a job waiting for the CPU starts nothing beside its holder
+            prepare_samplers(job)
+        with _timed(spent, "device_setup_s"):  # in a fresh process, CUDA and NVML start here
+            device = resolve_device(job.device, index if job.gpus is not None else None)
+            check_precision(job.precision, device)
+            attention.check(job.model.attn_implementation, job.precision, device, _longest(job))
+            seed_everything(job.seed)
+            choice = make_meter(job, device)
+        with _timed(spent, "samplers_s"):
+            carbon = stack.enter_context(_carbon(job, choice, job_dir))
+            trace = stack.enter_context(_trace(job, choice))
+        with _timed(spent, "device_setup_s"):
+            stack.enter_context(clean_device(device))
         raw = run_phases(Phases(job, device, choice, trace, progress, carbon.started if carbon is not None else None))
-        t1 = time.perf_counter()
-        raw.trace = trace.stop() if trace is not None else None
-        raw.carbon = _stop(carbon)
-        samplers_s += time.perf_counter() - t1
+        with _timed(spent, "samplers_s"):
+            raw.trace = trace.stop() if trace is not None else None
+            raw.carbon = _stop(carbon)
     out = score(job, raw)
-    out.metrics["device_wait_s"] = waited  # queued behind other jobs for the GPU/CPU: not overhead
-    out.metrics["samplers_s"] = samplers_s  # a part of a job's overhead that depends on where samplers run
-    out.metrics["device_setup_s"] = setup_s  # a part that a process per job pays again
+    out.metrics.update(spent)
     if pinned():
         out.tags["ela.cuda_visible_devices"] = pinned()
     return out
+
+
+@contextlib.contextmanager
+def _timed(into: dict[str, float], key: str) -> Iterator[None]:
+    """Add the seconds the block took to `into[key]`."""
+    t0 = time.perf_counter()
+    try:
+        yield
+    finally:
+        into[key] = into.get(key, 0.0) + time.perf_counter() - t0
 
 
 def prepare_samplers(job: JobConfig, early: bool = False) -> None:
