@@ -6,7 +6,6 @@ units of work (`ela.interrupt`), never inside a timed batch.
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,12 +15,13 @@ import torch
 from ela import interrupt
 from ela.measure.meters import Meter, Window, settle
 from ela.runtime.data import Batches
+from ela.runtime.device import Autocast
 
 Forward = Callable[[dict[str, torch.Tensor]], torch.Tensor]
 Clock = Callable[[], float]
 
 
-def make_forward(model: torch.nn.Module, autocast: Callable[[], contextlib.AbstractContextManager]) -> Forward:
+def make_forward(model: torch.nn.Module, autocast: Autocast) -> Forward:
     """model(**inputs).logits under inference mode and the precision's autocast."""
 
     def forward(inputs: dict[str, torch.Tensor]) -> torch.Tensor:

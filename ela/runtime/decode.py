@@ -14,7 +14,6 @@ synchronisation is the caller's, after the last token, and step times come from 
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,8 +21,7 @@ from dataclasses import dataclass
 import torch
 
 from ela import ElaError
-
-Autocast = Callable[[], contextlib.AbstractContextManager]
+from ela.runtime.device import Autocast
 
 
 @dataclass

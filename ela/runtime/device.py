@@ -16,6 +16,7 @@ if TYPE_CHECKING:  # config imports this module's choices: no import of config a
 DTYPE = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 AUTOCAST_DTYPES = (None, "float16", "bfloat16")
 DEVICES = ("auto", "cuda", "cpu")
+Autocast = Callable[[], contextlib.AbstractContextManager]  # a precision's autocast context, made per call
 
 
 def resolve_device(requested: str, index: int | None = None) -> torch.device:

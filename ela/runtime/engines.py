@@ -16,6 +16,7 @@ import torch
 from ela import ElaError, interrupt
 from ela.measure.loops import Forward, make_forward
 from ela.runtime.data import Batches, shape_key
+from ela.runtime.device import Autocast
 
 if TYPE_CHECKING:  # config imports this module's choices: no import of config at run time
     from ela.config import EngineConfig
@@ -28,7 +29,7 @@ COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-
 def build(
     engine: EngineConfig,
     model: torch.nn.Module,
-    autocast: Callable[[], contextlib.AbstractContextManager],
+    autocast: Autocast,
     batches: Batches,
     device: torch.device,
     sync: Callable[[], None],

@@ -8,7 +8,6 @@ cache (`ela.runtime.decode`).
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import time
 from collections.abc import Callable
@@ -18,13 +17,13 @@ import torch
 
 from ela import ElaError, interrupt
 from ela.runtime.data import Batches
+from ela.runtime.device import Autocast
 from ela.runtime.engines import allow_recompiles, inductor_options, one_per_shape
 
 if TYPE_CHECKING:  # config imports this package's choices: no import of config at run time
     from ela.config import EngineConfig, ModelConfig, PrecisionConfig, TaskConfig
 
 Clock = Callable[[], float]
-Autocast = Callable[[], contextlib.AbstractContextManager]
 
 
 class StepClock:

@@ -10,7 +10,6 @@ its references, and runs its own idle power, warm-up, timed passes and windows.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import os
@@ -23,6 +22,7 @@ import torch
 from ela.measure.loops import Forward, make_forward
 from ela.runtime import engines
 from ela.runtime.data import Batches, shape_key
+from ela.runtime.device import Autocast
 
 BUDGET_SHARE = 0.25  # kept weights may hold at most this share of the device's memory (or of host RAM)
 
@@ -59,7 +59,7 @@ def clear() -> None:
 def build(
     job,
     model: torch.nn.Module,
-    autocast: Callable[[], contextlib.AbstractContextManager],
+    autocast: Autocast,
     batches: Batches,
     device: torch.device,
     sync: Callable[[], None],
