@@ -12,6 +12,8 @@
 # EXTRA="measure.min_window_s=0.3 dataset.limit=64").
 # BRACKET (false): true runs the hand loop right before each job as well (~10 s more a job on a GPU), so the
 # paired table says how much the hand loop itself moved across each job and whether ela lies inside that range.
+# BY: params that tell configs apart in the comparison beyond precision and batch (e.g. with
+# EXTRA="measure.fp32_reference=true,false" BY=measure.fp32_reference).
 # DEADLINE_S (0: none): stop the sweep by SIGTERM that many seconds after it starts (jobs left are closed
 # KILLED) and still compare what finished, so a device call of 600 s returns a result of its own.
 # ~21 min on an H200 (24 jobs of ~52 s from one's start to the next's, hand loop included; measured at 3a672dc):
@@ -40,7 +42,7 @@ PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}$here" timeout --signal=TERM --kill-after
     | { grep --line-buffered -v "HYDRA\]\|Warning" || true; } | tee "$out/sweep.log" \
     || echo "sweep stopped (DEADLINE_S=${DEADLINE_S:-0} or an error above): comparing what finished" | tee -a "$out/sweep.log"
 echo "sweep wall time $(( $(date +%s) - start )) s" | tee -a "$out/sweep.log"
-python "$here/overhead.py" --sweep-uri "$store" --hand-csv "$out/hand.csv" | tee "$out/compare.md"
+python "$here/overhead.py" --sweep-uri "$store" --hand-csv "$out/hand.csv" ${BY:+--by "$BY"} | tee "$out/compare.md"
 MLFLOW_TRACKING_URI="$store" python -m ela.analyze "sweep=[$(python "$here/overhead.py" --list-sweeps "$store")]" \
     out="$out/analysis" log_to_mlflow=false > "$out/analyze.txt" 2>&1 || true
 echo "headline done"

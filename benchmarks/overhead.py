@@ -294,6 +294,7 @@ def main() -> None:
     ap.add_argument("--sweep-uri", help="compare the latest sweep in this MLflow store with --hand-csv files")
     ap.add_argument("--hand-csv", help="comma-separated CSVs written by --hand-only")
     ap.add_argument("--list-sweeps", metavar="URI", help="print the run ids of this store's sweeps, comma-separated")
+    ap.add_argument("--by", default="", help="with --sweep-uri: params (comma-separated) that tell configs apart too")
     args = ap.parse_args()
     if args.list_sweeps:
         print(",".join(sweep_ids(args.list_sweeps)))
@@ -388,8 +389,10 @@ def compare_sweep(args, rows) -> None:
     for i, run in runs:
         if run.info.status != "FINISHED":
             continue
-        m, key = run.data.metrics, (run.data.params["precision.name"], int(run.data.params["batch"]))
-        seed = run.data.params.get("seed", "0")
+        params = run.data.params
+        label = params["precision.name"] + "".join(f" {b}={params.get(b)}" for b in filter(None, args.by.split(",")))
+        m, key = run.data.metrics, (label, int(params["batch"]))
+        seed = params.get("seed", "0")
         rep = f"{i}:{seed}" if len(uris) > 1 else str(seed)
         rep_of[run.info.run_id] = (*key, rep)
         rows[key]["ela:cost_ms_per_sample"].append(m["cost_ms_per_sample"])
