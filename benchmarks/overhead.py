@@ -9,7 +9,9 @@ Three modes, all on the same model and data:
   batch) -- as median [min-max] over the rounds, their ratio, and the sign of each speed-up vs fp32.
   With `--csv F --resume` a run goes on from F (a call's time limit stopped it): measurements already in F
   are kept and not repeated, and the table covers all of them, so rounds can span several device calls (on the
-  same kind of card: rows carry the card's name, and a CSV from another is refused).
+  same kind of card: rows carry the card's name, and a CSV from another is refused). Each `--variant OVERRIDE`
+  adds a side: ela's job path with that override (e.g. `measure.fp32_reference=false`), in the same rounds
+  (the order of the sides rotating), with a table of its own against the hand loop.
 * `--hand-only --csv F`: the hand-written loop alone, to a CSV (to run before and after a sweep).
 * `--sweep-uri U1,U2 --hand-csv F1,F2`: every sweep in those stores (a repetition each; a store per device
   call) next to those hand-loop CSVs,
@@ -289,6 +291,13 @@ def main() -> None:
     ap.add_argument("--windows", type=int, default=3)
     ap.add_argument("--idle-s", type=float, default=3.0)
     ap.add_argument("--hand-only", action="store_true")
+    ap.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="OVERRIDE",
+        help="also ela's job path with this override (a side of its own, e.g. measure.fp32_reference=false)",
+    )
     ap.add_argument("--csv", help="write every measurement here")
     ap.add_argument("--resume", action="store_true", help="go on from --csv: keep its measurements, add the rest")
     ap.add_argument("--sweep-uri", help="compare the latest sweep in this MLflow store with --hand-csv files")
@@ -327,14 +336,15 @@ def main() -> None:
     hand = Hand(args.model, Path(args.data), device)
     for rnd in range(args.rounds):
         for precision, batch in configs:
-            order = ("hand", "ela") if (rnd % 2 == 0 or args.hand_only) else ("ela", "hand")
+            sides = ["hand", "ela", *(f"ela[{v}]" for v in args.variant)]
+            order = sides if args.hand_only else sides[rnd % len(sides) :] + sides[: rnd % len(sides)]
             for side in order:
-                if (side == "ela" and args.hand_only) or (rnd, side, precision, batch) in done:
+                if (side != "hand" and args.hand_only) or (rnd, side, precision, batch) in done:
                     continue
                 if side == "hand":
                     m = hand.measure(precision, batch, args.window_s, args.windows)
                 else:
-                    m = ela_job(args, precision, batch)
+                    m = ela_job(args, precision, batch, (side[4:-1],) if side.startswith("ela[") else ())
                 for k in ("cost_ms_per_sample", "batch_latency_ms_p50", "energy_j_per_sample"):
                     rows[(precision, batch)][f"{side}:{k}"].append(m.get(k, float("nan")))
                 keep = ("cost_ms_per_sample", "batch_latency_ms_p50", "energy_j_per_sample", "stalled_batch_share")
@@ -346,7 +356,9 @@ def main() -> None:
     if not args.hand_only:
         where = "one process" if not done else "this process and the CSV's earlier calls"
         print(f"\nmedian [min-max] over {args.rounds} interleaved rounds, {where}:\n")
-        table(rows, ("hand", "ela"))
+        for side in ["ela", *(f"ela[{v}]" for v in args.variant)]:
+            print(f"\nhand vs {side}:\n")
+            table(rows, ("hand", side))
 
 
 def append_row(path: Path, row: dict) -> None:

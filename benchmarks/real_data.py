@@ -66,6 +66,11 @@ def engine_for(spec: str, batching: str) -> EngineConfig:
     return EngineConfig(**{**base.__dict__, "buckets": None if rows else BUCKETS, "packing": rows})
 
 
+CARD_COLUMNS = ("card", "driver", "torch", "date", "precision", "engine")
+ROW_COLUMNS = ("padding", "shapes", "setup_first_s", "setup_reused_s", "reuse", "agree_eager", "max_logit_diff",
+               "accuracy", "peak_mb", "floor_ms_per_sample")  # fmt: skip
+
+
 def main() -> None:
     """One table row per mode x batch size; see the module docstring."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -158,6 +163,8 @@ def main() -> None:
                 )
                 card = [gpu.name, gpu.driver, torch.__version__, time.strftime("%Y-%m-%d"), a.precision, a.engine]
                 shape = [attn, label, batch, *m.values(), batches.padding_fraction, len(batches.shapes)]
+                if out.tell() == 0:  # a new file: its columns first
+                    writer.writerow([*CARD_COLUMNS, "attention", "batching", "batch", *m, *ROW_COLUMNS])
                 writer.writerow([*card, *shape, first_s, reused_s, how, agree, dlogit, accuracy, peak_mb, floor_ms])
                 out.flush()
                 if a.profile:
