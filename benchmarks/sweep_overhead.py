@@ -13,7 +13,8 @@ everything else a job costs. In-job overhead is `job_wall_s` minus measured and 
 unmeasured phases (load, untimed references, engine setup, warm-up), the device's set-up before the load
 (`device_setup_s`: CUDA and NVML start there in a new process), what starting and stopping the samplers
 kept the job waiting (`samplers_s`; in processes CodeCarbon starts while the model loads, and a wait for it
-counts as load) and the rest (scoring, MLflow logging); the remainder of
+counts as load), a GPU job's import of its model code before it queues (`code_import_s`) and the rest
+(scoring, MLflow logging); the remainder of
 the fixed overhead is outside the job (process start and imports where the launcher starts one, Hydra's
 set-up of the job, the MLflow run's creation). The slope of two sweeps is fragile on a busy host (it came
 out negative once); the last column measures the same cost
@@ -61,6 +62,11 @@ def run_sweep(launcher: str, jobs: int, a: argparse.Namespace, tmp: Path) -> tup
     return wall, [r for r in runs if r.info.status == "FINISHED" and "accuracy" in r.data.metrics]
 
 
+# A job's seconds outside its phases, by what they went to: the model's code imported before a GPU job queues
+# (beside the job ahead), CUDA's and NVML's start in a new process, starting and stopping the trace and CodeCarbon.
+SPANS = ("code_import", "device_setup", "samplers")
+
+
 def measured_s(run) -> float:
     """Seconds the job spent measuring: idle power, the timed passes and the energy windows (their phases)."""
     return sum(run.data.metrics.get(f"phase_{p}_s", 0.0) for p in MEASURED_PHASES)
@@ -68,17 +74,15 @@ def measured_s(run) -> float:
 
 def overhead_parts(runs) -> dict[str, float]:
     """Mean seconds per job of each unmeasured phase, of the samplers' start and stop, and of the rest."""
-    parts: dict[str, list[float]] = {p: [] for p in (*OVERHEAD_PHASES, "device_setup", "samplers", "rest")}
+    parts: dict[str, list[float]] = {p: [] for p in (*OVERHEAD_PHASES, *SPANS, "rest")}
     for r in runs:
         m = r.data.metrics
         for p in OVERHEAD_PHASES:
             parts[p].append(m.get(f"phase_{p}_s", 0.0))
-        parts["device_setup"].append(m.get("device_setup_s", 0.0))  # CUDA's and NVML's start in a new process
-        parts["samplers"].append(m.get("samplers_s", 0.0))  # starting and stopping the trace and CodeCarbon
+        for span in SPANS:
+            parts[span].append(m.get(f"{span}_s", 0.0))
         phases = sum(m.get(f"phase_{p}_s", 0.0) for p in PHASES)
-        parts["rest"].append(
-            m["job_wall_s"] - m["device_wait_s"] - phases - parts["device_setup"][-1] - parts["samplers"][-1]
-        )
+        parts["rest"].append(m["job_wall_s"] - m["device_wait_s"] - phases - sum(parts[s][-1] for s in SPANS))
     return {k: sum(v) / len(v) for k, v in parts.items()}
 
 
@@ -119,7 +123,7 @@ def main() -> None:
     print(
         "| launcher | wall s (few / many jobs) | measured s per job | start-up s per sweep | "
         "fixed overhead s per job | in-job overhead s (after the first) | of it: "
-        + ", ".join([*OVERHEAD_PHASES, "device_setup", "samplers", "rest"])
+        + ", ".join([*OVERHEAD_PHASES, *SPANS, "rest"])
         + " | outside the job (process, imports, run set-up) | start to start - measured s (of it warm-up) |"
     )
     print("|---|---|---|---|---|---|---|---|---|")

@@ -172,9 +172,15 @@ JOB = (
         tuple(f"phase_{p}_s" for p in PHASES),
         "s",
         "wall time of each phase of the job (load, untimed reference passes, engine setup, idle power, warm-up, "
-        "timed passes, energy windows); `job_wall_s` minus their sum, `device_wait_s`, `device_setup_s` and "
-        "`samplers_s` is tracking and scoring",
+        "timed passes, energy windows); `job_wall_s` minus their sum, `code_import_s`, `device_wait_s`, "
+        "`device_setup_s` and `samplers_s` is tracking and scoring",
         shown="`phase_{load,references,engine_setup,idle,warmup,timed_passes,windows}_s`",
+    ),
+    Metric(
+        ("code_import_s",),
+        "s",
+        "GPU jobs, before they queue for their GPU: importing the model's transformers code and tokenizer (seconds "
+        "in a new process, beside the job measuring ahead; a CPU job imports in its load phase)",
     ),
     Metric(("device_wait_s",), "s", "time the job queued for its GPU (or, on CPU, the host) behind other running jobs"),
     Metric(

@@ -1,17 +1,19 @@
 """Model loading: trained heads load, untrained heads are refused, labels map by name."""
 
+import subprocess
+import sys
 from dataclasses import replace
 
 import pytest
 import torch
-from conftest import MODEL
+from conftest import MODEL, REPO
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from ela import ElaError
 from ela.config import ModelConfig, PrecisionConfig
 from ela.runtime.data import label_targets
 from ela.runtime.device import check_precision, resolve_device
-from ela.runtime.models import load_model, model_labels
+from ela.runtime.models import import_model_code, load_model, model_labels
 
 CFG = ModelConfig(
     name="minilm",
@@ -102,3 +104,30 @@ def test_cuda_without_a_gpu_is_an_error():
     with pytest.raises(ElaError, match="no CUDA GPU"):
         resolve_device("cuda")
     assert resolve_device("auto").type == "cpu"
+
+
+@pytest.mark.parametrize(
+    ("path", "task", "module"),
+    [
+        (MODEL, "classification", "transformers.models.bert.modeling_bert"),
+        (MODEL.parent / "tiny-llama-sst2", "generation", "transformers.models.llama.modeling_llama"),
+    ],
+)
+def test_a_gpu_job_can_import_its_model_code_before_it_queues(path, task, module):
+    """import_model_code imports the architecture's modeling module and tokenizer, in a new process, no weights."""
+    code = (
+        "import sys\n"
+        "from ela.config import ModelConfig\n"
+        "from ela.runtime.models import import_model_code\n"
+        f"assert {module!r} not in sys.modules\n"
+        f"import_model_code(ModelConfig('m', {str(path)!r}, None, 64, 'sdpa', False), {task!r})\n"
+        f"assert {module!r} in sys.modules\n"
+        "assert 'tokenizers' in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO, timeout=300)
+
+
+def test_importing_a_missing_model_says_so_before_any_wait():
+    """The import step fails as the load would, with the same clear message."""
+    with pytest.raises(ElaError, match="does not exist"):
+        import_model_code(replace(CFG, path="./no-such-checkpoint"))

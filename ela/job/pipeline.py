@@ -42,7 +42,14 @@ from ela.runtime.device import (
     resolve_device,
 )
 from ela.runtime.epilogue import check_model, fuse_gelu
-from ela.runtime.models import check_task, load_model, model_config, model_labels, stock_kernels
+from ela.runtime.models import (
+    check_task,
+    import_model_code,
+    load_model,
+    model_config,
+    model_labels,
+    stock_kernels,
+)
 
 
 def seed_everything(seed: int) -> None:
@@ -75,6 +82,9 @@ def measure_job(job: JobConfig, job_dir: Path, progress=None) -> JobOutcome:
     preflight(job, device_type)
     spent: dict[str, float] = {}  # seconds outside every phase, by what they went to (schema: JOB metrics)
     with contextlib.ExitStack() as stack:
+        if device_type == "cuda":  # a CPU job imports nothing beside the job that holds the CPU: in its load
+            with _timed(spent, "code_import_s"):
+                import_model_code(job.model, job.task.name)
         with _timed(spent, "device_wait_s"):  # queued behind other jobs for the GPU/CPU: not overhead
             index = stack.enter_context(_device_lock(job, device_type))
         with _timed(spent, "samplers_s"):  # after the claim: a job waiting for the CPU starts nothing beside its holder

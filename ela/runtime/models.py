@@ -66,6 +66,24 @@ def model_config(cfg: ModelConfig):
         raise _load_error(cfg, local, source, err) from err
 
 
+def import_model_code(cfg: ModelConfig, task: str = "classification") -> None:
+    """Import the checkpoint's transformers model and tokenizer code, no weights (seconds in a new process).
+
+    A GPU job does this before it waits for its GPU, so a launcher's process per job pays its imports beside
+    the job measuring ahead of it, not inside its own claim. An architecture transformers lacks is left for
+    the load to refuse with its own message.
+    """
+    from transformers.models.auto.modeling_auto import (
+        MODEL_FOR_CAUSAL_LM_MAPPING,
+        MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING,
+    )
+
+    mapping = MODEL_FOR_CAUSAL_LM_MAPPING if task == "generation" else MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING
+    with contextlib.suppress(KeyError):
+        mapping[type(model_config(cfg))]  # looking a class up imports its modeling module
+    load_tokenizer(cfg, task)
+
+
 def model_labels(cfg: ModelConfig) -> dict[int, str]:
     """The checkpoint's id2label from its config alone (no weights), so labels are checked before loading."""
     return {int(k): str(v) for k, v in model_config(cfg).id2label.items()}

@@ -147,6 +147,7 @@ def test_a_small_sweep_on_the_card_measures_with_nvml(small_model, sst2, tmp_pat
         assert m["energy_j_per_sample"] > 0 and m["idle_power_w"] > 0 and m["nvml_counter_tick_ms"] > 0
         assert m["codecarbon_gpu_energy_kwh"] > 0  # CodeCarbon tracked the same card
         assert m["cost_ms_per_sample"] > 0 and m["batch_latency_ms_p50"] > 0
+        assert m["code_import_s"] > 0  # the model's code imported before the job queued for the card
     print("\n" + proc.stdout[-2500:])  # the sweep's table, for benchmarks/README.md
 
 
