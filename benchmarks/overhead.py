@@ -9,9 +9,9 @@ Three modes, all on the same model and data:
   batch) -- as median [min-max] over the rounds, their ratio, and the sign of each speed-up vs fp32.
   With `--csv F --resume` a run goes on from F (a call's time limit stopped it): measurements already in F
   are kept and not repeated, and the table covers all of them, so rounds can span several device calls (on the
-  same kind of card: rows carry the card's name, and a CSV from another is refused). Each `--variant OVERRIDE`
-  adds a side: ela's job path with that override (e.g. `measure.fp32_reference=false`), in the same rounds
-  (the order of the sides rotating), with a table of its own against the hand loop.
+  same kind of card: rows carry the card's name, and a CSV from another is refused). Each `--variant "OVERRIDES"`
+  adds a side: ela's job path with those overrides (space-separated, e.g. `measure.fp32_reference=false`), in
+  the same rounds (the order of the sides rotating), with a table of its own against the hand loop.
 * `--hand-only --csv F`: the hand-written loop alone, to a CSV (to run before and after a sweep).
 * `--sweep-uri U1,U2 --hand-csv F1,F2`: every sweep in those stores (a repetition each; a store per device
   call) next to those hand-loop CSVs,
@@ -296,7 +296,7 @@ def main() -> None:
         action="append",
         default=[],
         metavar="OVERRIDE",
-        help="also ela's job path with this override (a side of its own, e.g. measure.fp32_reference=false)",
+        help="also ela's job path with these overrides (space-separated; a side of its own)",
     )
     ap.add_argument("--csv", help="write every measurement here")
     ap.add_argument("--resume", action="store_true", help="go on from --csv: keep its measurements, add the rest")
@@ -344,7 +344,7 @@ def main() -> None:
                 if side == "hand":
                     m = hand.measure(precision, batch, args.window_s, args.windows)
                 else:
-                    m = ela_job(args, precision, batch, (side[4:-1],) if side.startswith("ela[") else ())
+                    m = ela_job(args, precision, batch, tuple(side[4:-1].split()) if side.startswith("ela[") else ())
                 for k in ("cost_ms_per_sample", "batch_latency_ms_p50", "energy_j_per_sample"):
                     rows[(precision, batch)][f"{side}:{k}"].append(m.get(k, float("nan")))
                 keep = ("cost_ms_per_sample", "batch_latency_ms_p50", "energy_j_per_sample", "stalled_batch_share")
