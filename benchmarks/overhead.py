@@ -359,6 +359,31 @@ def main() -> None:
         for side in ["ela", *(f"ela[{v}]" for v in args.variant)]:
             print(f"\nhand vs {side}:\n")
             table(rows, ("hand", side))
+        if args.csv:
+            paired(Path(args.csv), ["ela", *(f"ela[{v}]" for v in args.variant)])
+
+
+def paired(path: Path, sides: list[str]) -> None:
+    """Per round, each side's cost over the hand loop's (and each variant's over plain ela's) in that round.
+
+    Measurements of one round sit seconds apart, so on a drifting card the ratio within a round is the figure
+    that a 1-4% difference can show in: median [min-max] over the rounds, and in how many rounds it was above 1.
+    """
+    cost: dict[tuple[str, int, int], dict[str, float]] = defaultdict(dict)
+    with open(path, newline="") as f:
+        for r in csv.DictReader(f):
+            cost[(r["precision"], int(r["batch"]), int(r["round"]))][r["side"]] = float(r["cost_ms_per_sample"])
+    pairs = [(s, "hand") for s in sides] + [(s, "ela") for s in sides[1:]]
+    print("\ncost per sample, paired within each round: median [min-max] (rounds above 1 / rounds)\n")
+    print("| config | " + " | ".join(f"{a} / {b}" for a, b in pairs) + " |")
+    print("|---|" + "---|" * len(pairs))
+    for config in sorted({k[:2] for k in cost}):
+        cells = []
+        for a, b in pairs:
+            ratios = [c[a] / c[b] for k, c in cost.items() if k[:2] == config and a in c and b in c]
+            above = sum(x > 1 for x in ratios)
+            cells.append(f"{spread(ratios)} ({above}/{len(ratios)})" if ratios else "-")
+        print(f"| {config[0]}-b{config[1]} | " + " | ".join(cells) + " |", flush=True)
 
 
 def append_row(path: Path, row: dict) -> None:
