@@ -9,6 +9,9 @@
 # machine, so the artifact locations it records stay true. Then ela.analyze over the sweep so far.
 #   source .device/setup.sh && bash benchmarks/generation_cli.sh OUT_DIR          (on the GPU machine)
 #   cp <files_at>/gen-store.tgz .device/ and, next call: IN=.device/gen-store.tgz DEADLINE_S=480 bash ...
+# Across sessions (the work folder is fresh each time): commit it as benchmarks/results/gen-store.tgz (~1 MB) and
+# go on with IN=benchmarks/results/gen-store.tgz, on the same kind of card (name `kind: nvidia-h100-x1` in the call:
+# a store from another card is refused, exit 3).
 # Env: IN (a gen-store.tgz to go on from), DEADLINE_S (0: none), LIMIT (64), MODEL_ARGS (the shape; a CPU try:
 # MODEL_ARGS="model=local model.path=../shared/models/tiny-llama-sst2"), DATA ($ELA_DEVICE_DATA), EXTRA (more
 # overrides, e.g. "hydra/launcher=fork hydra.launcher.n_jobs=2 gpus=all" on 2 GPUs), STORE (/tmp/gen-store).
@@ -19,6 +22,15 @@ if [ -n "${IN:-}" ]; then
     mkdir -p "$store" && tar xzf "$IN" -C "$store"
 fi
 mkdir -p "$store"
+# One kind of card per sweep: a store from another refuses to resume here (ela.analyze would warn of the mix)
+card=$(nvidia-smi --query-gpu=name --format=csv,noheader 2> /dev/null | head -1) || true
+card=${card:-cpu}
+if [ -f "$store/card.txt" ] && [ "$(cat "$store/card.txt")" != "$card" ] && [ -z "${ALLOW_OTHER_CARD:-}" ]; then
+    echo "this store's jobs ran on $(cat "$store/card.txt"), this machine has $card: resume on that kind of card" \
+        "(ALLOW_OTHER_CARD=1 mixes them; ela.analyze then warns, and card=... analyses one)" | tee -a "$out/sweep.log"
+    exit 3
+fi
+echo "$card" > "$store/card.txt"
 if [ -z "${MODEL_ARGS:-}" ]; then
     [ -f /tmp/models/qwen2.5-0.5b/config.json ] || python .device/make_lm.py --kind shape --shape qwen2.5-0.5b \
         --tokenizer .device/models/tiny-llama-sst2 --out /tmp/models/qwen2.5-0.5b > /dev/null

@@ -124,6 +124,23 @@ def test_clear_errors_for_unknown_sweep_empty_experiment_and_bad_args(swept, tmp
     assert proc.returncode == 2 and "no MLflow store" in proc.stderr
 
 
+def test_jobs_on_two_kinds_of_gpu_are_a_warning_and_the_filter_it_names_works(swept, tmp_path):
+    import shutil
+
+    shutil.copy(swept / "mlflow.db", tmp_path / "mlflow.db")  # a copy: the module's other tests keep one card
+    children = [r for r in all_runs(tmp_path) if PARENT in r.data.tags]
+    for i, run in enumerate(children):  # as a sweep resumed on another machine
+        client(tmp_path).set_tag(run.info.run_id, "gpu.name", "Card A" if i % 2 else "Card B")
+    proc = analyze(tmp_path, "log_to_mlflow=false", f"out={tmp_path / 'a'}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "WARNING: jobs ran on 2 kinds of GPU (Card A (6), Card B (6) jobs)" in proc.stdout
+    assert "recommendation compare cards as well as configurations" in proc.stdout
+    assert 'Analyse one card\'s jobs with card="Card A"' in proc.stdout
+    proc = analyze(tmp_path, "log_to_mlflow=false", f"out={tmp_path / 'b'}", "card=Card A")  # as a shell passes it
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "kinds of GPU" not in proc.stdout and "6 finished jobs" in proc.stdout
+
+
 def test_notebook_runs_against_the_sweep(swept):
     import nbformat
     from nbclient import NotebookClient

@@ -31,6 +31,7 @@ class AnalyzeConfig:
     min_accuracy: float | None = None
     out: str | None = None
     filter: str | None = None
+    card: str | None = None  # only the jobs on this GPU model (tag gpu.name)
     log_to_mlflow: bool = True
 
 
@@ -55,13 +56,13 @@ def analyze(cfg: AnalyzeConfig) -> tuple[Analysis, Tracker]:
     tracker = Tracker(uri, cfg.experiment, create=False)
     parents = [find_sweep(tracker, str(name)) for name in (cfg.sweep if isinstance(cfg.sweep, list) else [cfg.sweep])]
     parent = parents[0]  # where the files are logged and named after
-    loaded = [load_runs(tracker, p.info.run_id, cfg.filter) for p in parents]
+    card = f"tags.`gpu.name` = '{cfg.card}'" if cfg.card else None
+    where = " and ".join(f for f in (cfg.filter, card) if f) or None
+    loaded = [load_runs(tracker, p.info.run_id, where) for p in parents]
     all_runs = pd.concat([df for df, _ in loaded], ignore_index=True)
     rerun = sum(n for _, n in loaded)
     if all_runs.empty:
-        raise ElaError(
-            f"sweep {parent.info.run_name} has no jobs" + (f" matching {cfg.filter!r}" if cfg.filter else "")
-        )
+        raise ElaError(f"sweep {parent.info.run_name} has no jobs" + (f" matching {where!r}" if where else ""))
     finished = add_derived(all_runs[all_runs["status"] == "FINISHED"])
     running = all_runs[all_runs["status"] == "RUNNING"]
     failed = all_runs[~all_runs["status"].isin(["FINISHED", "RUNNING"])]
@@ -81,6 +82,7 @@ def analyze(cfg: AnalyzeConfig) -> tuple[Analysis, Tracker]:
     for tag, what in (("tags.ela.method.energy", "Energy method"), ("tags.gpu.name", "card")):
         if tag in finished:
             notes.append(f"{what}: {', '.join(sorted(finished[tag].dropna().astype(str).unique())) or 'none'}.")
+    notes += mixed_hardware(finished)
     if "tags.ela.energy_scope" in finished and (finished["tags.ela.energy_scope"] == "cpu+ram").any():
         notes.append(
             "Energy per sample here is CodeCarbon's CPU+RAM model over each window (no readable RAPL): modelled."
@@ -119,3 +121,22 @@ def output_dir(cfg: AnalyzeConfig, parent) -> Path:
     if str(sweep_dir) and sweep_dir.is_dir():
         return sweep_dir / "analysis"
     return Path("analysis") / parent.info.run_id
+
+
+def mixed_hardware(runs: pd.DataFrame) -> list[str]:
+    """A warning when a sweep's jobs ran on different GPU models (a sweep resumed elsewhere, a mixed cluster).
+
+    Its fronts, speed-ups and recommendation would then compare cards as well as configurations.
+    """
+    if "tags.gpu.name" not in runs:
+        return []
+    cards = runs["tags.gpu.name"].dropna().astype(str)
+    if cards.nunique() < 2:
+        return []
+    counts = cards.value_counts().sort_index()
+    listed = ", ".join(f"{card} ({n})" for card, n in counts.items())
+    return [
+        f"WARNING: jobs ran on {cards.nunique()} kinds of GPU ({listed} jobs): fronts, speed-ups and the "
+        "recommendation compare cards as well as configurations. Analyse one card's jobs with "
+        f'card="{counts.idxmax()}", or run the sweep on one kind.'
+    ]
