@@ -9,7 +9,7 @@
 # machine, so the artifact locations it records stay true. Then ela.analyze over the sweep so far.
 #   source .device/setup.sh && bash benchmarks/generation_cli.sh OUT_DIR          (on the GPU machine)
 #   cp <files_at>/gen-store.tgz .device/ and, next call: IN=.device/gen-store.tgz DEADLINE_S=480 bash ...
-# Across sessions (the work folder is fresh each time): commit it as benchmarks/results/gen-store.tgz (~1 MB) and
+# Across sessions (the work folder is fresh each time): commit it as benchmarks/results/gen-store.tgz (75 kB for 4 CPU jobs) and
 # go on with IN=benchmarks/results/gen-store.tgz, on the same kind of card (name `kind: nvidia-h100-x1` in the call:
 # a store from another card is refused, exit 3).
 # Env: IN (a gen-store.tgz to go on from), DEADLINE_S (0: none), LIMIT (64), MODEL_ARGS (the shape; a CPU try:
