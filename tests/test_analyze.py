@@ -139,6 +139,8 @@ def test_jobs_on_two_kinds_of_gpu_are_a_warning_and_the_filter_it_names_works(sw
     proc = analyze(tmp_path, "log_to_mlflow=false", f"out={tmp_path / 'b'}", "card=Card A")  # as a shell passes it
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "kinds of GPU" not in proc.stdout and "6 finished jobs" in proc.stdout
+    proc = analyze(tmp_path, "log_to_mlflow=false", "card=Card C")  # a typo names the choices
+    assert proc.returncode == 2 and "its jobs ran on: Card A, Card B" in proc.stderr
 
 
 def test_notebook_runs_against_the_sweep(swept):

@@ -62,7 +62,11 @@ def analyze(cfg: AnalyzeConfig) -> tuple[Analysis, Tracker]:
     all_runs = pd.concat([df for df, _ in loaded], ignore_index=True)
     rerun = sum(n for _, n in loaded)
     if all_runs.empty:
-        raise ElaError(f"sweep {parent.info.run_name} has no jobs" + (f" matching {where!r}" if where else ""))
+        raise ElaError(
+            f"sweep {parent.info.run_name} has no jobs"
+            + (f" matching {where!r}" if where else "")
+            + (f"; its jobs ran on: {cards_of(tracker, parents)}" if cfg.card else "")
+        )
     finished = add_derived(all_runs[all_runs["status"] == "FINISHED"])
     running = all_runs[all_runs["status"] == "RUNNING"]
     failed = all_runs[~all_runs["status"].isin(["FINISHED", "RUNNING"])]
@@ -121,6 +125,13 @@ def output_dir(cfg: AnalyzeConfig, parent) -> Path:
     if str(sweep_dir) and sweep_dir.is_dir():
         return sweep_dir / "analysis"
     return Path("analysis") / parent.info.run_id
+
+
+def cards_of(tracker: Tracker, parents: list) -> str:
+    """The GPU models a sweep's jobs ran on (their gpu.name tags), for an error that names the choices."""
+    runs = pd.concat([load_runs(tracker, p.info.run_id, None)[0] for p in parents], ignore_index=True)
+    names = sorted(runs["tags.gpu.name"].dropna().astype(str).unique()) if "tags.gpu.name" in runs else []
+    return ", ".join(names) or "no GPU (a CPU sweep: leave card unset)"
 
 
 def mixed_hardware(runs: pd.DataFrame) -> list[str]:
