@@ -131,3 +131,17 @@ def test_importing_a_missing_model_says_so_before_any_wait():
     """The import step fails as the load would, with the same clear message."""
     with pytest.raises(ElaError, match="does not exist"):
         import_model_code(replace(CFG, path="./no-such-checkpoint"))
+
+
+def test_the_tokenizer_read_before_the_queue_is_handed_to_the_load_once():
+    """The load takes the tokenizer import_model_code read (not read twice); a later load reads its own."""
+    from ela.runtime import models
+
+    import_model_code(CFG)
+    prepared = models._PREPARED[(CFG, "classification")]
+    assert models.load_tokenizer(CFG) is prepared  # the job's load
+    assert models.load_tokenizer(CFG) is not prepared  # handed over once only
+    import_model_code(CFG)
+    assert models.load_tokenizer(CFG, "generation").padding_side == "left"  # another task's is never handed over
+    assert (CFG, "classification") in models._PREPARED  # still there for the classification load it was read for
+    models._PREPARED.clear()  # nothing left for the tests after this one

@@ -81,7 +81,11 @@ def import_model_code(cfg: ModelConfig, task: str = "classification") -> None:
     mapping = MODEL_FOR_CAUSAL_LM_MAPPING if task == "generation" else MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING
     with contextlib.suppress(KeyError):
         mapping[type(model_config(cfg))]  # looking a class up imports its modeling module
-    load_tokenizer(cfg, task)
+    _PREPARED.clear()  # never a tokenizer of an earlier job's
+    _PREPARED[(cfg, task)] = load_tokenizer(cfg, task)  # the job's load takes it rather than reading it again
+
+
+_PREPARED: dict[tuple[ModelConfig, str], object] = {}  # import_model_code's tokenizer, handed to one load only
 
 
 def model_labels(cfg: ModelConfig) -> dict[int, str]:
@@ -120,6 +124,8 @@ def load_tokenizer(cfg: ModelConfig, task: str = "classification"):
     """The checkpoint's tokenizer; for generation padding on the left (prompts end together) with a pad token."""
     from transformers import AutoTokenizer
 
+    if (prepared := _PREPARED.pop((cfg, task), None)) is not None:
+        return prepared
     local, source, name = resolve(cfg)
     try:
         tokenizer = AutoTokenizer.from_pretrained(name, revision=cfg.revision)
