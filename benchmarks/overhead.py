@@ -334,9 +334,10 @@ def main() -> None:
     elif args.csv:
         Path(args.csv).unlink(missing_ok=True)  # rows are appended as they come: a call's time limit keeps them
     hand = Hand(args.model, Path(args.data), device)
+    overrides = {"ela": (), **{f"ela[{v}]": tuple(v.split()) for v in args.variant}}  # ela's sides, by label
     for rnd in range(args.rounds):
         for precision, batch in configs:
-            sides = ["hand", "ela", *(f"ela[{v}]" for v in args.variant)]
+            sides = ["hand", *overrides]
             order = sides if args.hand_only else sides[rnd % len(sides) :] + sides[: rnd % len(sides)]
             for side in order:
                 if (side != "hand" and args.hand_only) or (rnd, side, precision, batch) in done:
@@ -344,7 +345,7 @@ def main() -> None:
                 if side == "hand":
                     m = hand.measure(precision, batch, args.window_s, args.windows)
                 else:
-                    m = ela_job(args, precision, batch, tuple(side[4:-1].split()) if side.startswith("ela[") else ())
+                    m = ela_job(args, precision, batch, overrides[side])
                 for k in ("cost_ms_per_sample", "batch_latency_ms_p50", "energy_j_per_sample"):
                     rows[(precision, batch)][f"{side}:{k}"].append(m.get(k, float("nan")))
                 keep = ("cost_ms_per_sample", "batch_latency_ms_p50", "energy_j_per_sample", "stalled_batch_share")
@@ -356,11 +357,11 @@ def main() -> None:
     if not args.hand_only:
         where = "one process" if not done else "this process and the CSV's earlier calls"
         print(f"\nmedian [min-max] over {args.rounds} interleaved rounds, {where}:\n")
-        for side in ["ela", *(f"ela[{v}]" for v in args.variant)]:
+        for side in overrides:
             print(f"\nhand vs {side}:\n")
             table(rows, ("hand", side))
         if args.csv:
-            paired(Path(args.csv), ["ela", *(f"ela[{v}]" for v in args.variant)])
+            paired(Path(args.csv), list(overrides))
 
 
 def paired(path: Path, sides: list[str]) -> None:
