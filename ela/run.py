@@ -106,7 +106,8 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
         return {"run_id": run_id, "status": "FINISHED"}
     except KeyboardInterrupt as err:  # Ctrl-C or SIGTERM, raised at a safe point (ela.interrupt)
         progress.close()
-        reason = str(err) or "interrupted"
+        # Where it stopped tells a user whether the next try fits their limit (a compile that never ends...)
+        reason = f"{err or 'interrupted'} during {progress.phase_name}, {time.perf_counter() - t0:.0f} s into the job"
         close_run(tracker, run_id, name, "KILLED", {"ela.error_type": "KeyboardInterrupt", "ela.error": reason})
         where = "single run" if not multirun else "job"
         print(f"[ela] {where} {name} KILLED ({reason})", file=sys.stderr, flush=True)

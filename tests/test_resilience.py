@@ -1,6 +1,7 @@
 """Sweeps that survive: SIGKILL then resume without duplicates, SIGTERM closes runs, bad input fails early."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -95,6 +96,7 @@ def test_sigterm_marks_the_running_job_killed_and_closes_the_sweep(tmp_path):
     (child,) = children(runs)
     parent = next(r for r in runs if PARENT not in r.data.tags)
     assert child.info.status == "KILLED" and parent.info.status == "KILLED"
+    assert re.fullmatch(r"SIGTERM during \S.*, \d+ s into the job", child.data.tags["ela.error"])
 
 
 def test_bad_input_on_the_command_line_is_one_message_and_a_failed_run(tmp_path):
