@@ -106,9 +106,11 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
         return {"run_id": run_id, "status": "FINISHED"}
     except KeyboardInterrupt as err:  # Ctrl-C or SIGTERM, raised at a safe point (ela.interrupt)
         progress.close()
-        # Where it stopped tells a user whether the next try fits their limit (a compile that never ends...)
-        reason = f"{err or 'interrupted'} during {progress.phase_name}, {time.perf_counter() - t0:.0f} s into the job"
-        close_run(tracker, run_id, name, "KILLED", {"ela.error_type": "KeyboardInterrupt", "ela.error": reason})
+        # Where it stopped and where its time went tell a user whether a next try fits their limit
+        wall = time.perf_counter() - t0
+        reason = f"{err or 'interrupted'} during {progress.phase_name}, {wall:.0f} s into the job"
+        tags = {"ela.error_type": "KeyboardInterrupt", "ela.error": reason}
+        close_run(tracker, run_id, name, "KILLED", tags, metrics={**getattr(err, "metrics", {}), "job_wall_s": wall})
         where = "single run" if not multirun else "job"
         print(f"[ela] {where} {name} KILLED ({reason})", file=sys.stderr, flush=True)
         if not multirun:
@@ -133,11 +135,19 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
 
 
 def close_run(
-    tracker: Tracker, run_id: str, name: str, status: str, tags: dict[str, str], files: dict | None = None
+    tracker: Tracker,
+    run_id: str,
+    name: str,
+    status: str,
+    tags: dict[str, str],
+    files: dict | None = None,
+    metrics: dict[str, float] | None = None,
 ) -> None:
     """End a run with its reason; if the store itself is failing (a full disk), say so in one line."""
     try:
         tracker.set_tags(run_id, tags)
+        if metrics:
+            tracker.log_metrics(run_id, metrics)
         if files:
             tracker.log_files(run_id, files)
     except Exception as err:  # noqa: BLE001 - still try to end the run below

@@ -81,29 +81,40 @@ def measure_job(job: JobConfig, job_dir: Path, progress=None) -> JobOutcome:
     device_type = "cuda" if job.gpus is not None else resolve_device(job.device).type
     preflight(job, device_type)
     spent: dict[str, float] = {}  # seconds outside every phase, by what they went to (schema: JOB metrics)
-    with contextlib.ExitStack() as stack:
-        if device_type == "cuda":  # a CPU job imports nothing beside the job that holds the CPU: in its load
-            with _timed(spent, "code_import_s"):
-                import_model_code(job.model, job.task.name)
-        with _timed(spent, "device_wait_s"):  # queued behind other jobs for the GPU/CPU: not overhead
-            index = stack.enter_context(_device_lock(job, device_type))
-        with _timed(spent, "samplers_s"):  # after the claim: a job waiting for the CPU starts nothing beside its holder
-            prepare_samplers(job)
-        with _timed(spent, "device_setup_s"):  # in a fresh process, CUDA and NVML start here
-            device = resolve_device(job.device, index if job.gpus is not None else None)
-            check_precision(job.precision, device)
-            attention.check(job.model.attn_implementation, job.precision, device, _longest(job))
-            seed_everything(job.seed)
-            choice = make_meter(job, device)
-        with _timed(spent, "samplers_s"):
-            carbon = stack.enter_context(_carbon(job, choice, job_dir))
-            trace = stack.enter_context(_trace(job, choice))
-        with _timed(spent, "device_setup_s"):
-            stack.enter_context(clean_device(device))
-        raw = run_phases(Phases(job, device, choice, trace, progress, carbon.started if carbon is not None else None))
-        with _timed(spent, "samplers_s"):
-            raw.trace = trace.stop() if trace is not None else None
-            raw.carbon = _stop(carbon)
+    try:
+        with contextlib.ExitStack() as stack:
+            if device_type == "cuda":  # a CPU job imports nothing beside the job that holds the CPU: in its load
+                with _timed(spent, "code_import_s"):
+                    import_model_code(job.model, job.task.name)
+            with _timed(spent, "device_wait_s"):  # queued behind other jobs for the GPU/CPU: not overhead
+                index = stack.enter_context(_device_lock(job, device_type))
+            with _timed(
+                spent, "samplers_s"
+            ):  # after the claim: a job waiting for the CPU starts nothing beside its holder
+                prepare_samplers(job)
+            with _timed(spent, "device_setup_s"):  # in a fresh process, CUDA and NVML start here
+                device = resolve_device(job.device, index if job.gpus is not None else None)
+                check_precision(job.precision, device)
+                attention.check(job.model.attn_implementation, job.precision, device, _longest(job))
+                seed_everything(job.seed)
+                choice = make_meter(job, device)
+            with _timed(spent, "samplers_s"):
+                carbon = stack.enter_context(_carbon(job, choice, job_dir))
+                trace = stack.enter_context(_trace(job, choice))
+            with _timed(spent, "device_setup_s"):
+                stack.enter_context(clean_device(device))
+            phases = Phases(job, device, choice, trace, progress, carbon.started if carbon is not None else None)
+            try:
+                raw = run_phases(phases)
+            except KeyboardInterrupt as err:  # its phases' seconds as it stopped, before the samplers' teardown
+                err.metrics = phases.so_far()
+                raise
+            with _timed(spent, "samplers_s"):
+                raw.trace = trace.stop() if trace is not None else None
+                raw.carbon = _stop(carbon)
+    except KeyboardInterrupt as err:  # a KILLED run keeps where its time went: would a next try fit its limit?
+        err.metrics = {**spent, **getattr(err, "metrics", {})}
+        raise
     out = score(job, raw)
     out.metrics.update(spent)
     if pinned():
