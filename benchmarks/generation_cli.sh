@@ -49,5 +49,20 @@ timeout --signal=TERM --kill-after=60 "${DEADLINE_S:-0}" python -m ela.run -m ta
 echo "sweep wall time $(( $(date +%s) - start )) s" | tee -a "$out/sweep.log"
 MLFLOW_TRACKING_URI="sqlite:///$store/gen.db" python -m ela.analyze out="$out/analysis" log_to_mlflow=false \
     > "$out/analyze.txt" 2>&1 || true
+# Where each job's time went (a KILLED job's too, up to its stop): what the next call must leave room for
+MLFLOW_TRACKING_URI="sqlite:///$store/gen.db" python - << 'PY' 2>&1 | grep -v "Warn\|warn" | tee -a "$out/sweep.log" || true
+import mlflow
+
+from ela.schema import PHASES
+
+runs = mlflow.search_runs(search_all_experiments=True)
+runs = runs[runs.get("tags.ela.run_kind", "") != "sweep"]  # the jobs, not their sweeps' parent runs
+named = ["job_wall_s", "device_wait_s", *(f"phase_{p}_s" for p in PHASES)]  # queued, then each phase
+cols = [c for n in named if (c := f"metrics.{n}") in runs]
+if not runs.empty and "metrics.job_wall_s" in runs:
+    table = runs.set_index("tags.mlflow.runName")[["status", *cols]].sort_values("metrics.job_wall_s")
+    names = {c: c.removeprefix("metrics.").removeprefix("phase_") for c in cols}
+    print("seconds per job run:", table.rename(columns=names).round(1).to_string(), sep="\n")
+PY
 tar czf "$out/gen-store.tgz" -C "$store" .
 echo "generation_cli done"
