@@ -6,7 +6,8 @@
 # decodes for about an hour). 18 jobs rarely fit one call, so a call stops at DEADLINE_S (SIGTERM: the running job
 # ends KILLED), leaves the store in OUT_DIR/gen-store.tgz, and the next call carries that in and resumes (FINISHED
 # jobs are skipped, the others run, the same parent run goes on). The store sits at the same absolute path on every
-# machine, so the artifact locations it records stay true. Then ela.analyze over the sweep so far.
+# machine, so the artifact locations it records stay true. Then ela.analyze over the sweep so far, and the seconds
+# each job run spent, phase by phase (a KILLED one up to its stop: what the next call must leave room for).
 #   source .device/setup.sh && bash benchmarks/generation_cli.sh OUT_DIR          (on the GPU machine)
 #   cp <files_at>/gen-store.tgz .device/ and, next call: IN=.device/gen-store.tgz DEADLINE_S=480 bash ...
 # Across sessions (the work folder is fresh each time): commit it as benchmarks/results/gen-store.tgz (75 kB for 4 CPU jobs) and
