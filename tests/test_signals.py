@@ -63,3 +63,20 @@ def test_sigterm_to_one_job_kills_that_job_and_the_sweep_goes_on(tmp_path, launc
     assert sorted(r.info.status for r in children(list(runs.values()))) == ["FINISHED", "KILLED"]
     parent = next(r for r in runs.values() if r not in children(list(runs.values())))
     assert parent.info.status == "FAILED" and parent.data.tags["ela.jobs_killed"] == "1"
+
+
+def test_a_sweep_stopped_before_any_job_has_an_empty_table_and_ends_killed(tmp_path):
+    from ela.tracking.report import formatted, runs_table, sweep_description
+
+    # The table of no jobs was a KeyError that left the parent RUNNING and exited 2 (a deadline hit at start-up)
+    assert formatted(runs_table([])).empty
+    assert "0 finished" in sweep_description("s", [], "1", "0 finished, 0 failed", "k")
+    proc = start_sweep(tmp_path, "seed=0,1", *LAUNCHERS["joblib"], *SLOW)  # workers take seconds to start
+    wait_for(tmp_path, lambda rs: len(rs) >= 1)  # the parent run exists
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=120) == 128 + signal.SIGTERM
+    runs = all_runs(tmp_path)
+    assert not [r for r in runs if r.info.status == "RUNNING"]
+    parent = next(r for r in runs if r not in children(runs))
+    assert parent.info.status == "KILLED"
+    assert "could not close" not in (tmp_path / "sweep.log").read_text()

@@ -70,8 +70,8 @@ def formatted(df: pd.DataFrame, columns: tuple = TABLE) -> pd.DataFrame:
     for _, header, fmt in columns:
         if header in shown:
             shown[header] = [("-" if pd.isna(v) else fmt.format(v)) for v in shown[header]]
-    if "error" in shown and not shown["error"].astype(bool).any():
-        return shown.drop(columns="error")
+    if "error" not in shown or not shown["error"].astype(bool).any():  # no error, or no job at all
+        return shown.drop(columns="error", errors="ignore")
     shown["error"] = shown["error"].str.slice(0, 100)
     return shown
 
