@@ -57,7 +57,8 @@ import mlflow
 from ela.schema import PHASES
 
 runs = mlflow.search_runs(search_all_experiments=True)
-runs = runs[runs.get("tags.ela.run_kind", "") != "sweep"]  # the jobs, not their sweeps' parent runs
+if "tags.ela.run_kind" in runs:
+    runs = runs[runs["tags.ela.run_kind"] != "sweep"]  # the jobs, not their sweeps' parent runs
 named = ["job_wall_s", "device_wait_s", *(f"phase_{p}_s" for p in PHASES)]  # queued, then each phase
 cols = [c for n in named if (c := f"metrics.{n}") in runs]
 if not runs.empty and "metrics.job_wall_s" in runs:

@@ -108,9 +108,10 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
         progress.close()
         # Where it stopped and where its time went tell a user whether a next try fits their limit
         wall = time.perf_counter() - t0
-        reason = f"{err or 'interrupted'} during {progress.phase_name}, {wall:.0f} s into the job"
+        reason = f"{str(err) or 'interrupted'}, {wall:.0f} s into the job, in step '{progress.phase_name}'"
         tags = {"ela.error_type": "KeyboardInterrupt", "ela.error": reason}
-        close_run(tracker, run_id, name, "KILLED", tags, metrics={**getattr(err, "metrics", {}), "job_wall_s": wall})
+        spent = getattr(err, "metrics", None)  # set by measure_job (phase_*_s so far, device_wait_s, ...)
+        close_run(tracker, run_id, name, "KILLED", tags, metrics={**(spent or {}), "job_wall_s": wall})
         where = "single run" if not multirun else "job"
         print(f"[ela] {where} {name} KILLED ({reason})", file=sys.stderr, flush=True)
         if not multirun:

@@ -45,5 +45,15 @@ def test_a_job_reports_its_phases_and_fractions(tmp_path):
             fractions.append(fraction)
 
     measure_job(compose_job(*FAST, "codecarbon.enabled=false"), tmp_path, Recorder())
-    assert phases == ["load", "engine setup (eager)", "idle power", "warm-up", "latency passes", "window 1/1", "score"]
+    assert phases == [
+        "queued for the CPU",
+        "device and meters set-up",
+        "load",
+        "engine setup (eager)",
+        "idle power",
+        "warm-up",
+        "latency passes",
+        "window 1/1",
+        "score",
+    ]
     assert fractions and all(f >= 0 for f in fractions)  # drawn between passes while the passes ran

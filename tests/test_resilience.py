@@ -96,7 +96,7 @@ def test_sigterm_marks_the_running_job_killed_and_closes_the_sweep(tmp_path):
     (child,) = children(runs)
     parent = next(r for r in runs if PARENT not in r.data.tags)
     assert child.info.status == "KILLED" and parent.info.status == "KILLED"
-    assert re.fullmatch(r"SIGTERM during \S.*, \d+ s into the job", child.data.tags["ela.error"])
+    assert re.fullmatch(r"SIGTERM, \d+ s into the job, in step '\S.*'", child.data.tags["ela.error"])
     # where its time went, as a finished job records it: phases so far and the seconds outside them
     m = child.data.metrics
     phases = {k: v for k, v in m.items() if k.startswith("phase_")}

@@ -81,16 +81,22 @@ def measure_job(job: JobConfig, job_dir: Path, progress=None) -> JobOutcome:
     device_type = "cuda" if job.gpus is not None else resolve_device(job.device).type
     preflight(job, device_type)
     spent: dict[str, float] = {}  # seconds outside every phase, by what they went to (schema: JOB metrics)
+    phases: Phases | None = None
     try:
         with contextlib.ExitStack() as stack:
             if device_type == "cuda":  # a CPU job imports nothing beside the job that holds the CPU: in its load
+                if progress is not None:
+                    progress.phase("model code import")
                 with _timed(spent, "code_import_s"):
                     import_model_code(job.model, job.task.name)
+            if progress is not None:  # the line (and a KILLED run's ela.error) says a job is queued, not stuck
+                progress.phase(f"queued for the {device_type.upper()}")
             with _timed(spent, "device_wait_s"):  # queued behind other jobs for the GPU/CPU: not overhead
                 index = stack.enter_context(_device_lock(job, device_type))
-            with _timed(
-                spent, "samplers_s"
-            ):  # after the claim: a job waiting for the CPU starts nothing beside its holder
+            if progress is not None:
+                progress.phase("device and meters set-up")
+            # after the claim: a job waiting for the CPU starts nothing beside its holder
+            with _timed(spent, "samplers_s"):
                 prepare_samplers(job)
             with _timed(spent, "device_setup_s"):  # in a fresh process, CUDA and NVML start here
                 device = resolve_device(job.device, index if job.gpus is not None else None)
@@ -113,7 +119,9 @@ def measure_job(job: JobConfig, job_dir: Path, progress=None) -> JobOutcome:
                 raw.trace = trace.stop() if trace is not None else None
                 raw.carbon = _stop(carbon)
     except KeyboardInterrupt as err:  # a KILLED run keeps where its time went: would a next try fit its limit?
-        err.metrics = {**spent, **getattr(err, "metrics", {})}
+        # a stop in the samplers' teardown (a second Ctrl-C) has no phase seconds yet: count them up to now
+        so_far = getattr(err, "metrics", None) or (phases.so_far() if phases is not None else {})
+        err.metrics = {**spent, **so_far}
         raise
     out = score(job, raw)
     out.metrics.update(spent)
