@@ -32,6 +32,13 @@ PREFILL_ENERGY, DECODE_ENERGY = "prefill_energy_j_per_prompt_token", "decode_ene
 # A job's phases, in order, each timed as phase_<name>_s; "measured" are the ones that time the model or the meter.
 PHASES = ("load", "references", "engine_setup", "idle", "warmup", "timed_passes", "windows")
 MEASURED_PHASES = ("idle", "timed_passes", "windows")
+
+
+def phase_metrics(seconds: dict[str, float]) -> dict[str, float]:
+    """`phase_<phase>_s` for each schema phase in `seconds` (other steps, such as scoring, are not phases)."""
+    return {f"phase_{p}_s": seconds[p] for p in PHASES if p in seconds}
+
+
 SPREAD = ("_sd", "_cv")  # suffixes of metrics logged with their spread across energy windows
 
 

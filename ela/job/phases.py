@@ -88,11 +88,11 @@ class Phases:
             self.trace.mark(name)
 
     def so_far(self) -> dict[str, float]:
-        """Wall seconds per schema phase up to now, the open phase included (a stopped job's `phase_*_s`)."""
+        """Wall seconds per phase up to now, the open phase included (a stopped job's `phase_*_s`)."""
         out = dict(self.phase_s)
         if self._open is not None:
             out[self._open[0]] = out.get(self._open[0], 0.0) + time.perf_counter() - self._open[1]
-        return {f"phase_{k}_s": v for k, v in out.items() if k != "score"}
+        return out
 
     def amp(self):
         """The precision's autocast context (a no-op without autocast)."""

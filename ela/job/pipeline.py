@@ -50,6 +50,7 @@ from ela.runtime.models import (
     model_labels,
     stock_kernels,
 )
+from ela.schema import phase_metrics
 
 
 def seed_everything(seed: int) -> None:
@@ -85,16 +86,13 @@ def measure_job(job: JobConfig, job_dir: Path, progress=None) -> JobOutcome:
     try:
         with contextlib.ExitStack() as stack:
             if device_type == "cuda":  # a CPU job imports nothing beside the job that holds the CPU: in its load
-                if progress is not None:
-                    progress.phase("model code import")
+                _say(progress, "model code import")
                 with _timed(spent, "code_import_s"):
                     import_model_code(job.model, job.task.name)
-            if progress is not None:  # the line (and a KILLED run's ela.error) says a job is queued, not stuck
-                progress.phase(f"queued for the {device_type.upper()}")
+            _say(progress, f"queued for the {device_type.upper()}")  # queued, not stuck (also in ela.error)
             with _timed(spent, "device_wait_s"):  # queued behind other jobs for the GPU/CPU: not overhead
                 index = stack.enter_context(_device_lock(job, device_type))
-            if progress is not None:
-                progress.phase("device and meters set-up")
+            _say(progress, "device and meters set-up")
             # after the claim: a job waiting for the CPU starts nothing beside its holder
             with _timed(spent, "samplers_s"):
                 prepare_samplers(job)
@@ -113,14 +111,14 @@ def measure_job(job: JobConfig, job_dir: Path, progress=None) -> JobOutcome:
             try:
                 raw = run_phases(phases)
             except KeyboardInterrupt as err:  # its phases' seconds as it stopped, before the samplers' teardown
-                err.metrics = phases.so_far()
+                err.metrics = phase_metrics(phases.so_far())
                 raise
             with _timed(spent, "samplers_s"):
                 raw.trace = trace.stop() if trace is not None else None
                 raw.carbon = _stop(carbon)
     except KeyboardInterrupt as err:  # a KILLED run keeps where its time went: would a next try fit its limit?
         # a stop in the samplers' teardown (a second Ctrl-C) has no phase seconds yet: count them up to now
-        so_far = getattr(err, "metrics", None) or (phases.so_far() if phases is not None else {})
+        so_far = getattr(err, "metrics", None) or (phase_metrics(phases.so_far()) if phases is not None else {})
         err.metrics = {**spent, **so_far}
         raise
     out = score(job, raw)
@@ -128,6 +126,12 @@ def measure_job(job: JobConfig, job_dir: Path, progress=None) -> JobOutcome:
     if pinned():
         out.tags["ela.cuda_visible_devices"] = pinned()
     return out
+
+
+def _say(progress, step: str) -> None:
+    """Name a step before the job's phases on its progress line (none in tests that pass no progress)."""
+    if progress is not None:
+        progress.phase(step)
 
 
 @contextlib.contextmanager

@@ -40,7 +40,7 @@ def score(job: JobConfig, raw: Raw) -> JobOutcome:
     m.update(
         {
             "engine_setup_s": raw.setup_s,
-            **{f"phase_{k}_s": v for k, v in raw.phase_s.items()},
+            **s.phase_metrics(raw.phase_s),
             "padding_fraction": batches.padding_fraction,
             "distinct_shapes": len(batches.shapes),
             "other_ela_jobs": raw.other_ela_jobs,
