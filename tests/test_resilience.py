@@ -98,10 +98,13 @@ def test_sigterm_marks_the_running_job_killed_and_closes_the_sweep(tmp_path):
     assert child.info.status == "KILLED" and parent.info.status == "KILLED"
     assert re.fullmatch(r"SIGTERM, \d+ s into the job, in step '\S.*'", child.data.tags["ela.error"])
     # where its time went, as a finished job records it: phases so far and the seconds outside them
+    # (a host busy with other ela jobs may still have it queued for the CPU: then it has no phase yet)
     m = child.data.metrics
     phases = {k: v for k, v in m.items() if k.startswith("phase_")}
-    assert "phase_load_s" in phases and "device_wait_s" in m
-    assert 0 < sum(phases.values()) + m["device_wait_s"] + m["device_setup_s"] <= m["job_wall_s"]
+    assert "device_wait_s" in m and m["job_wall_s"] > 0
+    if "queued for the CPU" not in child.data.tags["ela.error"]:
+        assert "phase_load_s" in phases
+    assert sum(phases.values()) + m["device_wait_s"] + m.get("device_setup_s", 0.0) <= m["job_wall_s"]
 
 
 def test_bad_input_on_the_command_line_is_one_message_and_a_failed_run(tmp_path):
