@@ -53,8 +53,10 @@ def run_sweep(launcher: str, jobs: int, a: argparse.Namespace, tmp: Path) -> tup
     ]  # fmt: skip
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     t0 = time.perf_counter()
-    subprocess.run(cmd, cwd=REPO, env=env, check=True, capture_output=True)
+    done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t0
+    if done.returncode != 0:  # the sweep's own words, not only its exit status
+        sys.exit(f"{launcher} sweep of {jobs} job(s) exited {done.returncode}:\n{done.stderr[-3000:]}")
     from mlflow.tracking import MlflowClient
 
     c = MlflowClient(f"sqlite:///{tmp / 'mlflow.db'}")

@@ -223,6 +223,7 @@ class JobConfig:
     codecarbon: CodeCarbonConfig
     tracking: TrackingConfig
     reuse_engines: bool = True  # keep compiled engines for later jobs of this process (ela/runtime/kept.py)
+    reuse_references: bool = True  # keep reference passes' outputs for later jobs of this process (same module)
 
     def __post_init__(self) -> None:
         check_packing(self.engine.packing, self.model.attn_implementation, self.model.max_length, self.task.name)
@@ -239,6 +240,7 @@ class JobConfig:
         _one_of("device", self.device, DEVICES)
         _flag("resume", self.resume)
         _flag("reuse_engines", self.reuse_engines)
+        _flag("reuse_references", self.reuse_references)
         _check(
             self.gpus is None
             or self.gpus == "all"
@@ -266,7 +268,7 @@ SECTIONS = {
     "codecarbon": CodeCarbonConfig,
     "tracking": TrackingConfig,
 }
-PLAIN_KEYS = ("batch", "seed", "device", "resume", "gpus", "reuse_engines")
+PLAIN_KEYS = ("batch", "seed", "device", "resume", "gpus", "reuse_engines", "reuse_references")
 
 
 def to_container(cfg: DictConfig) -> dict[str, Any]:
@@ -284,6 +286,7 @@ def validate(cfg: DictConfig | dict[str, Any]) -> JobConfig:
     if unknown:
         raise ElaError(f"unknown config key(s): {', '.join(unknown)}")
     plain = {k: data.get(k) for k in PLAIN_KEYS}
-    plain["reuse_engines"] = data.get("reuse_engines", True)  # batch, seed, device: checked by JobConfig
+    for key in ("reuse_engines", "reuse_references"):  # batch, seed, device: checked by JobConfig
+        plain[key] = data.get(key, True)
     sections = {name: section(name, cls, data.get(name)) for name, cls in SECTIONS.items()}
     return JobConfig(**sections, **plain)

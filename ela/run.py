@@ -24,10 +24,13 @@ from ela import ElaError, interrupt
 from ela.config import to_container, validate
 from ela.job.progress import Progress
 from ela.measure.gpu_pool import visible_gpu_count
+from ela.runtime.device import note_launch_threads
 from ela.tracking.environment import environment_tags
 from ela.tracking.identity import AXES_ENV, config_hash, flatten, run_name, swept_labels
 from ela.tracking.report import summary_line
 from ela.tracking.store import PARENT_ENV, Tracker, job_tracker, one_line
+
+note_launch_threads()  # before any launcher starts a worker: its CPU jobs compute with this process's threads
 
 # Set by a launcher whose job processes exit after one job (hydra_plugins/ela_launcher's fork launcher).
 PROCESS_ENDS_AFTER_JOB = False

@@ -51,6 +51,11 @@ TAGS = (
         "engine=compile: `fresh` (compiled here), or `kept(from <run>: k of n shapes)` (an earlier job's compiled "
         "model, same model, precision and engine; only the other shapes compiled here); `none` otherwise",
     ),
+    Tag(
+        "ela.reference_reuse",
+        "each untimed reference pass (`fp32`, `eager`): `fresh` (run here), or `kept(from <run>)` (an earlier job of "
+        "the process ran it on the same model, task, numerics and input tensors: `reuse_references`); `none`: no pass",
+    ),
     Tag("ela.attn_implementation", "the attention kernel transformers loaded"),
     Tag("ela.tf32", "TF32 flags as torch reported them during the job"),
     Tag("ela.device", "`cuda` or `cpu`"),
@@ -72,7 +77,12 @@ TAGS = (
     Tag("mlflow.note.content", "the parent run's description: the table of its jobs and where to look next"),
     Tag("ela.version", "also `ela.git_commit`, `ela.pid`"),
     Tag("gpu.*", "`name`, `uuid`, `nvml_index`, `driver`, `cuda_driver`, `power_limit_w`, `persistence_mode`"),
-    Tag("host.*", "`name`, `cpu`, `python`; also `torch.cuda_runtime`, `torch.num_threads`"),
+    Tag("host.*", "`name`, `cpu`, `python`; also `torch.cuda_runtime`"),
+    Tag(
+        "torch.num_threads",
+        "torch's CPU threads during the job: a CPU job gets those of the process that launched the sweep (joblib's "
+        "workers would otherwise start with cores / n_jobs)",
+    ),
     Tag("version.*", "torch, transformers, datasets, codecarbon, mlflow-skinny, hydra-core, nvidia-ml-py"),
 )
 ARTIFACTS = {

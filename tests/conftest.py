@@ -57,6 +57,15 @@ def _no_spare_left():
     sidecar._drop_spares()
 
 
+@pytest.fixture(autouse=True)
+def _no_kept_references():
+    """A reference pass kept by one test's job (ela.runtime.kept) never serves another test's."""
+    yield
+    from ela.runtime import kept
+
+    kept.clear_references()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _offline() -> None:
     """Tests never reach a model hub (CI has none)."""

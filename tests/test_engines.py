@@ -113,6 +113,32 @@ def test_a_kept_compiled_engine_serves_a_later_job_and_compiles_only_new_shapes(
         torch._dynamo.reset()
 
 
+def test_a_reference_pass_is_kept_for_the_same_model_task_numerics_and_inputs():
+    from ela.runtime import kept
+
+    tok, cpu = AutoTokenizer.from_pretrained(MODEL), torch.device("cpu")
+    texts = ["a gripping, funny film", "dull and far too long", "not bad at all"]
+    a, b = tokenize(tok, texts, 2, 16), tokenize(tok, texts[::-1], 2, 16)
+    fp32, bf16 = compose_job(*LOCAL, "precision=fp32"), compose_job(*LOCAL, "precision=bf16")
+    compiled = compose_job(*LOCAL, "precision=bf16", "engine=compile", "seed=1")  # engine and seed: not in the key
+    computed: list[str] = []
+
+    def run(job, kind, batches, value):
+        return kept.reference(job, kind, cpu, batches, lambda: computed.append(value) or value)
+
+    assert run(fp32, "eager", a, "fp32 outputs") == ("fp32 outputs", "fresh")
+    # an fp32 job's eager pass is every precision's fp32 reference on the same inputs (same weights, no autocast)
+    assert run(bf16, "fp32", a, "again") == ("fp32 outputs", "kept(from fp32-b8-s0)")
+    assert run(bf16, "eager", a, "bf16 outputs") == ("bf16 outputs", "fresh")  # bf16's own numerics
+    assert run(compiled, "eager", a, "again") == ("bf16 outputs", "kept(from bf16-b8-s0)")
+    assert run(compiled, "eager", b, "other inputs") == ("other inputs", "fresh")  # other input tensors
+    other_model = compose_job(*LOCAL, "precision=bf16", "model.max_length=32")
+    assert run(other_model, "fp32", a, "other model") == ("other model", "fresh")
+    off = compose_job(*LOCAL, "precision=bf16", "reuse_references=false")
+    assert run(off, "fp32", a, "off") == ("off", "fresh") and run(off, "fp32", a, "off 2") == ("off 2", "fresh")
+    assert computed == ["fp32 outputs", "bf16 outputs", "other inputs", "other model", "off", "off 2"]
+
+
 def test_frozen_compile_on_cpu_gives_eager_logits():
     model = load_model(CFG).model
     texts = ["a gripping, funny film", "dull and far too long", "not bad at all"]

@@ -66,6 +66,22 @@ def test_a_generation_sweep_logs_tokens_latency_energy_and_agreement(sweep):
 
 
 @pytest.mark.slow
+def test_a_later_job_of_the_process_takes_the_reference_passes_an_earlier_job_ran(tmp_path):
+    common = [*GEN, "dataset.limit=8", "batch=4", f"task.max_new_tokens={NEW}", *QUICK, *FAKE_GPU]
+    common += ["model.attn_implementation=sdpa_grouped"]  # ela's attention: every job runs an eager reference
+    fp32 = measure(tmp_path / "fp32", *common, "precision=fp32")
+    bf16 = measure(tmp_path / "bf16", *common, "precision=bf16")
+    alone = measure(tmp_path / "alone", *common, "precision=bf16", "reuse_references=false")
+    assert fp32.tags["ela.reference_reuse"] == "eager: fresh"
+    assert bf16.tags["ela.reference_reuse"] == "fp32: kept(from gen-fp32-b4-s0), eager: fresh"
+    assert alone.tags["ela.reference_reuse"] == "fp32: fresh, eager: fresh"
+    # the kept fp32 pass gives what the job's own would have: the same agreement, choice and sequences alike
+    for name in ("agreement_with_fp32", "generation_agreement_with_fp32", "generation_common_prefix_fp32",
+                 "generation_agreement_with_eager"):  # fmt: skip
+        assert bf16.metrics[name] == alone.metrics[name], name
+
+
+@pytest.mark.slow
 def test_the_analysis_draws_the_generative_fronts(sweep, tmp_path):
     import subprocess
     import sys

@@ -19,6 +19,8 @@ def check_one_parent_and_jobs(tmp: Path, n: int) -> None:
     assert {r.data.tags[PARENT] for r in kids} == {parents[0].info.run_id}
     assert set(Counter(r.data.tags["ela.run_hash"] for r in kids).values()) == {1}  # none lost or duplicated
     assert len({r.data.tags["ela.pid"] for r in kids}) > 1  # really ran in several processes
+    # a CPU job computes with the launching process's torch threads (joblib's workers start with cores / n_jobs)
+    assert {r.data.tags["torch.num_threads"] for r in kids} == {parents[0].data.tags["torch.num_threads"]}
 
 
 def test_joblib_parallel_jobs_into_one_sqlite_store(tmp_path):

@@ -67,17 +67,17 @@ def measure_generation(ph: Phases) -> Raw:
     eager = replace(job.engine, name="eager", compile_mode=None)
     ref_tokens = ref_choice = eager_tokens = None
     # References are transformers' own: its generate, with its sdpa in place of ela's attention (if any)
-    if me.fp32_reference and job.precision.name != "fp32":
-        ph.step("fp32 reference (untimed)")
-        with stock_kernels(model):
-            gen, _, _ = generation.build(eager, model, contextlib.nullcontext, batches, task, tokenizer, sync)
-            ref_tokens, ref_choice = _untimed(gen, batches, keep)  # eager, fp32 weights, no autocast
+
+    def outputs(net: torch.nn.Module, amp) -> tuple[list[list[int]], torch.Tensor | None]:
+        with stock_kernels(net):  # with keep in both kinds: an fp32 job's eager reference is the fp32 reference
+            gen, _, _ = generation.build(eager, net, amp, batches, task, tokenizer, sync)
+            return _untimed(gen, batches, keep)
+
+    if me.fp32_reference and job.precision.name != "fp32":  # eager, fp32 weights, no autocast
+        ref_tokens, ref_choice = ph.reference("fp32", batches, lambda: outputs(model, contextlib.nullcontext))
     model = ph.apply_precision(model)
     if job.engine.name != "eager" or job.model.attn_implementation in attention.NAMES or job.model.fuse_projections:
-        ph.step("eager reference (untimed)")
-        with stock_kernels(model):
-            gen, _, _ = generation.build(eager, model, ph.amp, batches, task, tokenizer, sync)
-            eager_tokens, _ = _untimed(gen, batches, None)
+        eager_tokens, _ = ph.reference("eager", batches, lambda: outputs(model, ph.amp))
     ph.step(f"engine setup ({job.engine.name})")
     fused = fuse_projections(model) if job.model.fuse_projections else None  # after the eager reference
     gen, prefill, setup_s = generation.build(job.engine, model, ph.amp, batches, task, tokenizer, sync)

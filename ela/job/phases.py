@@ -11,6 +11,7 @@ import math
 import resource
 import time
 from collections.abc import Callable
+from typing import TypeVar
 
 import torch
 
@@ -24,10 +25,11 @@ from ela.measure.loops import EnergyWindow, Forward, energy_window, idle_power
 from ela.measure.meters import tick_period_s
 from ela.measure.nvml import card_state
 from ela.measure.trace import PowerTrace
-from ela.runtime import fp8
+from ela.runtime import fp8, kept
 from ela.runtime.device import DTYPE, autocast, set_tf32, synchronizer, tf32_state
 from ela.runtime.models import apply_precision
 
+T = TypeVar("T")
 log = logging.getLogger(__name__)
 LONG_JOB_S = 600.0  # a job whose timed passes and windows will take longer than this says so after its warm-up
 
@@ -67,6 +69,7 @@ class Phases:
         self.phase_s: dict[str, float] = {}
         self.linears = ""  # precision=fp8: which linear layers multiply in float8 (tag ela.fp8_linears)
         self.gelu_epilogue = ""  # model.fuse_gelu: which intermediate layers were fused (tag ela.gelu_epilogue)
+        self.references: dict[str, str] = {}  # reference kind -> run here or kept (tag ela.reference_reuse)
         # What the job found allocated (engines kept by earlier jobs): its peak memory is counted above it.
         self.mem_base = torch.cuda.memory_allocated(device) if device.type == "cuda" else 0
         self._open: tuple[str, float] | None = None
@@ -93,6 +96,12 @@ class Phases:
         if self._open is not None:
             out[self._open[0]] = out.get(self._open[0], 0.0) + time.perf_counter() - self._open[1]
         return out
+
+    def reference(self, kind: str, batches, compute: Callable[[], T]) -> T:
+        """The untimed `kind` reference pass (`fp32` or `eager`) as its own step: run here, or an earlier job's."""
+        self.step(f"{kind} reference (untimed)")
+        value, self.references[kind] = kept.reference(self.job, kind, self.device, batches, compute)
+        return value
 
     def amp(self):
         """The precision's autocast context (a no-op without autocast)."""
@@ -165,6 +174,7 @@ class Phases:
             peak_mb=peak,
             linears=self.linears,
             gelu_epilogue=self.gelu_epilogue,
+            reference_reuse=", ".join(f"{k}: {v}" for k, v in self.references.items()) or "none",
             phase_s={k: v for k, v in self.phase_s.items() if k != "score"},
             **measured,
         )

@@ -39,6 +39,7 @@ from ela.runtime.data import label_targets, load_split, tokenize
 from ela.runtime.device import (
     check_precision,
     clean_device,
+    launch_threads,
     resolve_device,
 )
 from ela.runtime.epilogue import check_model, fuse_gelu
@@ -98,6 +99,7 @@ def measure_job(job: JobConfig, job_dir: Path, progress=None) -> JobOutcome:
                 prepare_samplers(job)
             with _timed(spent, "device_setup_s"):  # in a fresh process, CUDA and NVML start here
                 device = resolve_device(job.device, index if job.gpus is not None else None)
+                threads = launch_threads() if device.type == "cpu" else torch.get_num_threads()
                 check_precision(job.precision, device)
                 attention.check(job.model.attn_implementation, job.precision, device, _longest(job))
                 seed_everything(job.seed)
@@ -123,6 +125,7 @@ def measure_job(job: JobConfig, job_dir: Path, progress=None) -> JobOutcome:
         raise
     out = score(job, raw)
     out.metrics.update(spent)
+    out.tags["torch.num_threads"] = str(threads)  # the job's own (a joblib worker's CPU job: raised to the launcher's)
     if pinned():
         out.tags["ela.cuda_visible_devices"] = pinned()
     return out
@@ -272,10 +275,13 @@ def run_phases(ph: Phases) -> Raw:
     batches, reference, eager_ref = loaded.batches, None, None
     # References run transformers' own model on padded batches (packed or not, the samples' order is one)
     stock, stock_batches = (model.model, loaded.padded) if loaded.padded is not None else (model, batches)
+
+    def predictions(net: torch.nn.Module, amp) -> torch.Tensor:  # transformers' own kernels (ela's set aside)
+        with stock_kernels(net):
+            return predict(make_forward(net, amp), stock_batches).argmax(-1)
+
     if me.fp32_reference and job.precision.name != "fp32":
-        ph.step("fp32 reference (untimed)")
-        with stock_kernels(stock):
-            reference = predict(make_forward(stock, contextlib.nullcontext), stock_batches).argmax(-1)
+        reference = ph.reference("fp32", stock_batches, lambda: predictions(stock, contextlib.nullcontext))
     model = ph.apply_precision(model)
     stock = model.model if loaded.padded is not None else model
     if (
@@ -284,9 +290,8 @@ def run_phases(ph: Phases) -> Raw:
         or loaded.padded is not None
         or job.model.fuse_gelu
     ):
-        ph.step("eager reference (untimed)")
-        with stock_kernels(stock):  # the engine, packing and ela's kernels (if any) against transformers' eager
-            eager_ref = predict(make_forward(stock, ph.amp), stock_batches).argmax(-1)
+        # the engine, packing and ela's kernels (if any) against transformers' eager model
+        eager_ref = ph.reference("eager", stock_batches, lambda: predictions(stock, ph.amp))
         if me.fp32_reference and job.precision.name == "fp32" and job.model.fuse_gelu:
             reference = eager_ref  # fp32's own stock model: the reference a fused GELU is checked against
     ph.step(f"engine setup ({job.engine.name})")

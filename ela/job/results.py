@@ -90,5 +90,6 @@ class Raw:
     carbon: CarbonRecord | str | None = None  # the whole-job record, or why it was left out
     phase_s: dict[str, float] = field(default_factory=dict)  # wall seconds per phase (schema.PHASES)
     reuse: str = "none"  # what the engine reused from an earlier job (ela/runtime/kept.py)
+    reference_reuse: str = "none"  # each reference pass: run here (`fresh`) or an earlier job's (`kept(...)`)
     linears: str = ""  # precision=fp8: the linear layers converted to float8 and those kept (ela/runtime/fp8.py)
     gelu_epilogue: str = ""  # model.fuse_gelu: the intermediate layers fused, and how (ela/runtime/epilogue.py)

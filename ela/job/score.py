@@ -107,6 +107,7 @@ def _tags(job: JobConfig, raw: Raw, warnings: list[str]) -> dict[str, str]:
         "ela.label_map": json.dumps(loaded.label_map),
         "ela.engine": engine_label(job.engine),
         "ela.engine_reuse": raw.reuse,
+        "ela.reference_reuse": raw.reference_reuse,
         "ela.energy_scope": SCOPE.get(meter.kind, "none"),
         "ela.method.latency": "perf_counter, device synchronised around every batch, passes over "
         f">= {job.measure.min_window_s:g} s; stall = > 3x the batch's best time",

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import socket
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
@@ -16,6 +18,7 @@ if TYPE_CHECKING:  # config imports this module's choices: no import of config a
 DTYPE = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 AUTOCAST_DTYPES = (None, "float16", "bfloat16")
 DEVICES = ("auto", "cuda", "cpu")
+THREADS_ENV = "ELA_LAUNCH_THREADS"  # `host:n`: torch's CPU threads in the process that launched the sweep
 Autocast = Callable[[], contextlib.AbstractContextManager]  # a precision's autocast context, made per call
 
 
@@ -32,6 +35,24 @@ def resolve_device(requested: str, index: int | None = None) -> torch.device:
         torch.cuda.set_device(index)
         return torch.device("cuda", index)
     return torch.device(requested)
+
+
+def note_launch_threads() -> None:
+    """Record this process's torch CPU threads for the job processes a launcher starts on this host."""
+    os.environ.setdefault(THREADS_ENV, f"{socket.gethostname()}:{torch.get_num_threads()}")
+
+
+def launch_threads() -> int:
+    """Give a CPU job the torch threads of the process that launched the sweep (same host), and return them.
+
+    joblib's workers start with OMP_NUM_THREADS = cores / n_jobs, so a CPU job there would compute with half
+    the cores (2 workers) of the same job under the basic launcher, though ela runs CPU jobs one at a time per
+    host. A user's own OMP_NUM_THREADS is kept: it set the launching process's count too.
+    """
+    host, _, n = os.environ.get(THREADS_ENV, "").partition(":")
+    if host == socket.gethostname() and n.isdigit() and int(n) != torch.get_num_threads():
+        torch.set_num_threads(int(n))
+    return torch.get_num_threads()
 
 
 def require_sm80(device: torch.device, problem: str) -> None:

@@ -1,4 +1,6 @@
-"""Compiled engines kept for later jobs of the same process: a compile is paid once per configuration.
+"""What later jobs of the same process reuse: compiled engines, and the untimed reference passes.
+
+**Compiled engines**: a compile is paid once per configuration.
 
 Inductor's on-disk caches skip nothing with `freezing` (its FX graph and AOT caches bypass frozen
 graphs: every job recompiled), so the compiled module itself is kept, keyed on everything that shapes
@@ -6,16 +8,24 @@ it: model, precision, engine settings and device. A later job with the same key 
 batch size) compiles only the shapes the module has not seen; its `engine_setup_s` counts that and
 `ela.engine_reuse` says what was reused. Nothing measured is shared: each job loads its own model for
 its references, and runs its own idle power, warm-up, timed passes and windows.
+
+**References** (`reuse_references`): the fp32 and eager reference passes are transformers' own model on the
+job's inputs, so their outputs depend on the model, the task, the numerics and the exact input tensors, not
+on the job's engine, batch-independent settings or seed. A later job with the same key takes them (tag
+`ela.reference_reuse`, `phase_references_s` near 0). An fp32 job's eager reference is the fp32 reference of
+every other precision on the same inputs: same weights, no autocast, no TF32 (one key for both).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import torch
 
@@ -24,6 +34,7 @@ from ela.runtime import engines
 from ela.runtime.data import Batches, shape_key
 from ela.runtime.device import Autocast
 
+T = TypeVar("T")
 BUDGET_SHARE = 0.25  # kept weights may hold at most this share of the device's memory (or of host RAM)
 
 
@@ -95,3 +106,38 @@ def _make_room(nbytes: int, device: torch.device) -> None:
         total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     if sum(k.nbytes for k in _KEPT.values()) + nbytes > BUDGET_SHARE * total:
         clear()
+
+
+_REFERENCES: dict[str, tuple[object, str]] = {}  # key -> (a reference pass's output, the run that computed it)
+FP32 = {"weights_dtype": "float32", "autocast_dtype": None, "tf32": False, "linear": None}  # the fp32 reference's
+
+
+def reference(job, kind: str, device: torch.device, batches: Batches, compute: Callable[[], T]) -> tuple[T, str]:
+    """The `kind` reference pass (`fp32`: fp32 weights; `eager`: this precision) and how it was got (see above)."""
+    if not job.reuse_references:
+        return compute(), "fresh"
+    numerics = FP32 if kind == "fp32" else {k: getattr(job.precision, k) for k in FP32}
+    key = _reference_key(job, numerics, device, batches)
+    if key in _REFERENCES:
+        value, owner = _REFERENCES[key]
+        return value, f"kept(from {owner})"  # type: ignore[return-value]
+    value = compute()
+    _REFERENCES[key] = (value, job.run_name)
+    return value, "fresh"
+
+
+def clear_references() -> None:
+    """Forget every kept reference pass (tests keep each test's jobs to themselves)."""
+    _REFERENCES.clear()
+
+
+def _reference_key(job, numerics: dict, device: torch.device, batches: Batches) -> str:
+    """Model, task, numerics, device and a digest of every input tensor, in batch order."""
+    digest = hashlib.sha256(repr(batches.indices).encode())
+    for inputs in batches.inputs:
+        for name in sorted(inputs):
+            digest.update(name.encode())
+            digest.update(inputs[name].cpu().numpy().tobytes())
+    parts = {k: dataclasses.asdict(getattr(job, k)) for k in ("model", "task")}
+    return json.dumps({**parts, "numerics": numerics, "device": str(device), "inputs": digest.hexdigest()},
+                      sort_keys=True, default=str)  # fmt: skip

@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 # Keys that describe bookkeeping, not the measured work: excluded from the config hash.
-BOOKKEEPING = ("seed", "resume", "gpus", "reuse_engines", "tracking", "codecarbon", "hydra")
+BOOKKEEPING = ("seed", "resume", "gpus", "reuse_engines", "reuse_references", "tracking", "codecarbon", "hydra")
 AXES_ENV = "ELA_SWEEP_AXES"  # the keys a sweep varies, set by its sweeper for every job's run name
 NAMED = {"precision", "batch", "seed", "engine", "engine.name", "resume", "task", "task.name"}  # in every run name
 
