@@ -41,9 +41,12 @@ if command -v nvidia-smi > /dev/null; then
     nvidia-smi --query-gpu=name,driver_version,power.limit --format=csv | tee -a "$out/card.txt"
 fi
 start=$(date +%s)
+# Batch outermost, largest first: a call finishes the short jobs (~1-2 min each) before a batch-1 one (4-8 min),
+# so less is lost to the deadline, and jobs of one batch size run together in one process, where later ones take
+# the earlier ones' reference passes (reuse_references). Resume matches the grid whatever the order of its values.
 # shellcheck disable=SC2086  # MODEL_ARGS and EXTRA are lists of overrides
 timeout --signal=TERM --kill-after=60 "${DEADLINE_S:-0}" python -m ela.run -m task=generation $MODEL_ARGS \
-    precision="${PRECISIONS:-fp32,bf16,bf16_pure}" batch="${BATCHES:-1,8,64}" engine="${ENGINES:-eager,compile}" \
+    batch="${BATCHES:-64,8,1}" precision="${PRECISIONS:-fp32,bf16,bf16_pure}" engine="${ENGINES:-eager,compile}" \
     dataset.path="${DATA:-$ELA_DEVICE_DATA}" dataset.limit="${LIMIT:-64}" tracking.uri="sqlite:///$store/gen.db" \
     resume=true ${EXTRA:-} 2>&1 | { grep --line-buffered -v "HYDRA\]\|Warning" || true; } | tee -a "$out/sweep.log" \
     || echo "sweep stopped (DEADLINE_S=${DEADLINE_S:-0} or an error above): the next call resumes it" | tee -a "$out/sweep.log"

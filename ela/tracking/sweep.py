@@ -44,8 +44,24 @@ def active() -> SweepCallback | None:
 
 
 def sweep_key(overrides: list[str]) -> str:
-    """The grid a sweep runs, independent of resume= and of the order overrides were given in."""
-    return " ".join(sorted(o for o in overrides if not o.lstrip("+~").startswith("resume=")))
+    """The grid a sweep runs, independent of resume= and of the order of the overrides and of a list's values."""
+    return " ".join(sorted(_one_order(o) for o in overrides if not o.lstrip("+~").startswith("resume=")))
+
+
+def _one_order(override: str) -> str:
+    """`batch=64,8,1` -> `batch=1,8,64`: a plain comma list's values sorted (lists, quotes, functions kept as given)."""
+    name, eq, values = override.partition("=")
+    if not eq or any(c in values for c in "[]{}()'\"\\"):
+        return override
+    return f"{name}={','.join(sorted(values.split(','), key=_numbers_first))}"
+
+
+def _numbers_first(value: str) -> tuple[bool, float, str]:
+    """Numbers in numeric order (1, 8, 64), then words in alphabetical order."""
+    try:
+        return False, float(value), value
+    except ValueError:
+        return True, 0.0, value
 
 
 def latest_per_job(runs: list) -> list:
@@ -125,12 +141,10 @@ class SweepCallback(Callback):
         stale = self.tracker.fail_stale_runs(socket.gethostname())
         if stale:
             print(f"[ela] resume: marked {len(stale)} run(s) of dead processes FAILED", flush=True)
-        previous = self.tracker.client.search_runs(
-            [self.tracker.experiment_id],
-            f"tags.`ela.run_kind` = 'sweep' and tags.`ela.sweep_key` = '{key}'",
-            order_by=["attributes.start_time DESC"],
-            max_results=1,
-        )
+        sweeps = self.tracker.client.search_runs(
+            [self.tracker.experiment_id], "tags.`ela.run_kind` = 'sweep'", order_by=["attributes.start_time DESC"]
+        )  # compared here, not in the filter: a key stored before values were sorted still matches its grid
+        previous = [r for r in sweeps if sweep_key(r.data.tags.get("ela.sweep_key", "").split(" ")) == key]
         if not previous:
             return None
         run_id = previous[0].info.run_id
