@@ -10,8 +10,8 @@ batch size) compiles only the shapes the module has not seen; its `engine_setup_
 its references, and runs its own idle power, warm-up, timed passes and windows.
 
 **References** (`reuse_references`): the fp32 and eager reference passes are transformers' own model on the
-job's inputs, so their outputs depend on the model, the task, the numerics and the exact input tensors, not
-on the job's engine, batch-independent settings or seed. A later job with the same key takes them (tag
+job's inputs, so their outputs depend only on the model, the task, the numerics and the exact input tensors
+(which carry the batch size and padding), not on the job's engine or seed. A later job with the same key takes them (tag
 `ela.reference_reuse`, `phase_references_s` near 0). An fp32 job's eager reference is the fp32 reference of
 every other precision on the same inputs: same weights, no autocast, no TF32 (one key for both).
 """
