@@ -24,13 +24,10 @@ from ela import ElaError, interrupt
 from ela.config import to_container, validate
 from ela.job.progress import Progress
 from ela.measure.gpu_pool import visible_gpu_count
-from ela.runtime.device import note_launch_threads
 from ela.tracking.environment import environment_tags
 from ela.tracking.identity import AXES_ENV, config_hash, flatten, run_name, swept_labels
 from ela.tracking.report import summary_line
 from ela.tracking.store import PARENT_ENV, Tracker, job_tracker, one_line
-
-note_launch_threads()  # before any launcher starts a worker: its CPU jobs compute with this process's threads
 
 # Set by a launcher whose job processes exit after one job (hydra_plugins/ela_launcher's fork launcher).
 PROCESS_ENDS_AFTER_JOB = False
@@ -112,7 +109,7 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
         # Where it stopped and where its time went tell a user whether a next try fits their limit
         wall = time.perf_counter() - t0
         reason = f"{str(err) or 'interrupted'}, {wall:.0f} s into the job, in step '{progress.phase_name}'"
-        tags = {"ela.error_type": "KeyboardInterrupt", "ela.error": reason}
+        tags = {"ela.error_type": "KeyboardInterrupt", "ela.error": reason, **_threads()}
         spent = getattr(err, "metrics", None)  # set by measure_job (phase_*_s so far, device_wait_s, ...)
         close_run(tracker, run_id, name, "KILLED", tags, metrics={**(spent or {}), "job_wall_s": wall})
         where = "single run" if not multirun else "job"
@@ -125,7 +122,7 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
     except Exception as err:  # noqa: BLE001 - a job's crash is a logged failure, not the sweep's
         progress.close()
         message = str(err) if isinstance(err, ElaError) else f"{type(err).__name__}: {one_line(err)}"
-        tags = {"ela.error_type": type(err).__name__, "ela.error": message}
+        tags = {"ela.error_type": type(err).__name__, "ela.error": message, **_threads()}
         close_run(tracker, run_id, name, "FAILED", tags, {"error.txt": traceback.format_exc()})
         print(summary_line(name, "FAILED", {}, {"ela.error": message}, run_id), file=sys.stderr, flush=True)
         if not multirun:
@@ -136,6 +133,13 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
             release_device()
             if multirun and not interrupt.received():  # the next job's CodeCarbon process imports as it starts
                 prepare_samplers(job, early=True)
+
+
+def _threads() -> dict[str, str]:
+    """The tag of torch's CPU threads as the job left them (a CPU job takes the launcher's: launch_threads)."""
+    import torch
+
+    return {"torch.num_threads": str(torch.get_num_threads())}
 
 
 def close_run(

@@ -146,10 +146,14 @@ def test_resolved_config_is_plain_yaml():
 
 
 def test_the_sweep_key_is_the_grid_whatever_the_order_of_overrides_and_values():
-    from ela.tracking.sweep import sweep_key
+    from ela.tracking.sweep import same_grid, sweep_key
 
     key = sweep_key(["precision=fp32,bf16", "batch=1,8,64", "resume=true"])
     assert key == sweep_key(["batch=64,8,1", "precision=bf16,fp32"]) == "batch=1,8,64 precision=bf16,fp32"
     stored_before = "precision=fp32,bf16 batch=64,8,1"  # a parent's key stored before values were sorted
     assert sweep_key(stored_before.split(" ")) == key  # noqa: SIM905 - split as resume splits a stored key
     assert sweep_key(["engine.buckets=[32,16]"]) == "engine.buckets=[32,16]"  # a list is one value: kept as given
+    assert sweep_key(["seed=nan,1,inf"]) == sweep_key(["seed=inf,1,nan"])  # values that aren't finite: as words
+    spaced = ["task.label_words=[' yes',' no']", "batch=8,1"]  # a value with a space matches its own stored key
+    assert same_grid(sweep_key(spaced), sweep_key(spaced[::-1]), spaced[::-1])
+    assert not same_grid(sweep_key(spaced), sweep_key(["batch=1,8"]), ["batch=1,8"])

@@ -136,7 +136,18 @@ def test_a_reference_pass_is_kept_for_the_same_model_task_numerics_and_inputs():
     assert run(other_model, "fp32", a, "other model") == ("other model", "fresh")
     off = compose_job(*LOCAL, "precision=bf16", "reuse_references=false")
     assert run(off, "fp32", a, "off") == ("off", "fresh") and run(off, "fp32", a, "off 2") == ("off 2", "fresh")
-    assert computed == ["fp32 outputs", "bf16 outputs", "other inputs", "other model", "off", "off 2"]
+    untrained = [compose_job(*LOCAL, "model.allow_untrained_head=true", f"seed={s}") for s in (0, 1)]
+    assert [run(job, "fp32", a, f"head {job.seed}") for job in untrained] == [("head 0", "fresh"), ("head 1", "fresh")]
+    assert computed == [
+        "fp32 outputs",
+        "bf16 outputs",
+        "other inputs",
+        "other model",
+        "off",
+        "off 2",
+        "head 0",
+        "head 1",
+    ]
 
 
 def test_frozen_compile_on_cpu_gives_eager_logits():

@@ -38,8 +38,8 @@ def resolve_device(requested: str, index: int | None = None) -> torch.device:
 
 
 def note_launch_threads() -> None:
-    """Record this process's torch CPU threads for the job processes a launcher starts on this host."""
-    os.environ.setdefault(THREADS_ENV, f"{socket.gethostname()}:{torch.get_num_threads()}")
+    """Record this (the sweep's) process's torch CPU threads for the job processes its launcher starts."""
+    os.environ[THREADS_ENV] = f"{socket.gethostname()}:{torch.get_num_threads()}"
 
 
 def launch_threads() -> int:
@@ -50,8 +50,10 @@ def launch_threads() -> int:
     host. A user's own OMP_NUM_THREADS is kept: it set the launching process's count too.
     """
     host, _, n = os.environ.get(THREADS_ENV, "").partition(":")
-    if host == socket.gethostname() and n.isdigit() and int(n) != torch.get_num_threads():
-        torch.set_num_threads(int(n))
+    if host == socket.gethostname() and n.isdigit():
+        wanted = min(int(n), len(os.sched_getaffinity(0)))  # never more than the cores this process may use
+        if wanted != torch.get_num_threads():
+            torch.set_num_threads(wanted)
     return torch.get_num_threads()
 
 

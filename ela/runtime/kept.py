@@ -11,9 +11,10 @@ its references, and runs its own idle power, warm-up, timed passes and windows.
 
 **References** (`reuse_references`): the fp32 and eager reference passes are transformers' own model on the
 job's inputs, so their outputs depend only on the model, the task, the numerics and the exact input tensors
-(which carry the batch size and padding), not on the job's engine or seed. A later job with the same key takes them (tag
-`ela.reference_reuse`, `phase_references_s` near 0). An fp32 job's eager reference is the fp32 reference of
-every other precision on the same inputs: same weights, no autocast, no TF32 (one key for both).
+(which carry the batch size and padding), not on the job's engine or seed (unless the seed drew an untrained
+head's weights). A later job with the same key takes them (tag `ela.reference_reuse`, `phase_references_s`
+near 0). An fp32 job's eager reference is the fp32 reference of every other precision on the same inputs:
+same weights, no autocast, no TF32 (one key for both).
 """
 
 from __future__ import annotations
@@ -50,9 +51,14 @@ _KEPT: dict[str, _Kept] = {}
 
 
 def key_of(job, device: torch.device) -> str:
-    """What a compiled module depends on: model, precision, engine settings, device (not batch or seed)."""
+    """What a compiled module depends on: model, precision, engine settings, device (seed: an untrained head's)."""
     parts = {k: dataclasses.asdict(getattr(job, k)) for k in ("model", "precision", "engine")}
-    return json.dumps({**parts, "device": str(device)}, sort_keys=True, default=str)
+    return json.dumps({**parts, "device": str(device), "weights": _weights(job)}, sort_keys=True, default=str)
+
+
+def _weights(job) -> int | None:
+    """What the weights depend on beyond the model's config: an untrained head is drawn from the job's seed."""
+    return job.seed if job.model.allow_untrained_head else None
 
 
 def holding() -> bool:
@@ -136,8 +142,9 @@ def _reference_key(job, numerics: dict, device: torch.device, batches: Batches) 
     digest = hashlib.sha256(repr(batches.indices).encode())
     for inputs in batches.inputs:
         for name in sorted(inputs):
-            digest.update(name.encode())
-            digest.update(inputs[name].cpu().numpy().tobytes())
+            tensor = inputs[name]
+            digest.update(f"{name}{tuple(tensor.shape)}{tensor.dtype}".encode())
+            digest.update(tensor.cpu().numpy().tobytes())
     parts = {k: dataclasses.asdict(getattr(job, k)) for k in ("model", "task")}
-    return json.dumps({**parts, "numerics": numerics, "device": str(device), "inputs": digest.hexdigest()},
-                      sort_keys=True, default=str)  # fmt: skip
+    return json.dumps({**parts, "numerics": numerics, "device": str(device), "inputs": digest.hexdigest(),
+                       "weights": _weights(job)}, sort_keys=True, default=str)  # fmt: skip

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import socket
 import sys
@@ -20,6 +21,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from ela import ElaError, interrupt
+from ela.runtime.device import note_launch_threads
 from ela.tracking.environment import environment_tags
 from ela.tracking.report import (
     SHARED_VIEW_TAG,
@@ -48,6 +50,15 @@ def sweep_key(overrides: list[str]) -> str:
     return " ".join(sorted(_one_order(o) for o in overrides if not o.lstrip("+~").startswith("resume=")))
 
 
+def same_grid(stored: str, key: str, overrides: list[str]) -> bool:
+    """Whether a parent run's stored key is this grid's: the same key, or one stored before values were sorted."""
+    if stored == key or stored == " ".join(sorted(o for o in overrides if not o.lstrip("+~").startswith("resume="))):
+        return True
+    pieces = stored.split(" ")  # an old key split back into overrides, only where no value can hold a space
+    plain = all("=" in p for p in pieces) and not any(c in stored for c in "[]{}()'\"\\")
+    return plain and sweep_key(pieces) == key
+
+
 def _one_order(override: str) -> str:
     """`batch=64,8,1` -> `batch=1,8,64`: a plain comma list's values sorted (lists, quotes, functions kept as given)."""
     name, eq, values = override.partition("=")
@@ -59,9 +70,10 @@ def _one_order(override: str) -> str:
 def _numbers_first(value: str) -> tuple[bool, float, str]:
     """Numbers in numeric order (1, 8, 64), then words in alphabetical order."""
     try:
-        return False, float(value), value
+        number = float(value)
     except ValueError:
         return True, 0.0, value
+    return (False, number, value) if math.isfinite(number) else (True, 0.0, value)  # nan, inf: as words
 
 
 def latest_per_job(runs: list) -> list:
@@ -112,8 +124,9 @@ class SweepCallback(Callback):
         uri = tracking_uri(config.tracking.uri, hydra_cfg.runtime.cwd)
         self.tracker = Tracker(uri, config.tracking.experiment)
         overrides = " ".join(hydra_cfg.overrides.task)
+        note_launch_threads()  # before the launcher starts a worker: its CPU jobs compute with this process's threads
         key = sweep_key(list(hydra_cfg.overrides.task))
-        self.parent_id = self._resumable(key) if config.get("resume") else None
+        self.parent_id = self._resumable(key, list(hydra_cfg.overrides.task)) if config.get("resume") else None
         self.created = self.parent_id is None  # a resumed sweep's parent holds earlier runs: never deleted
         if self.parent_id is None:
             self.parent_id = self.tracker.start_run(
@@ -135,7 +148,7 @@ class SweepCallback(Callback):
         )
         print(f"[ela] sweep {self.parent_id[:8]} -> {uri} (experiment '{config.tracking.experiment}')", flush=True)
 
-    def _resumable(self, key: str) -> str | None:
+    def _resumable(self, key: str, overrides: list[str]) -> str | None:
         """resume=true: fail dead processes' RUNNING runs, then reopen the latest sweep with the same grid."""
         assert self.tracker is not None
         stale = self.tracker.fail_stale_runs(socket.gethostname())
@@ -144,7 +157,7 @@ class SweepCallback(Callback):
         sweeps = self.tracker.client.search_runs(
             [self.tracker.experiment_id], "tags.`ela.run_kind` = 'sweep'", order_by=["attributes.start_time DESC"]
         )  # compared here, not in the filter: a key stored before values were sorted still matches its grid
-        previous = [r for r in sweeps if sweep_key(r.data.tags.get("ela.sweep_key", "").split(" ")) == key]
+        previous = [r for r in sweeps if same_grid(r.data.tags.get("ela.sweep_key", ""), key, overrides)]
         if not previous:
             return None
         run_id = previous[0].info.run_id
