@@ -137,6 +137,8 @@ def test_a_reference_pass_is_kept_for_the_same_model_task_numerics_and_inputs():
     off = compose_job(*LOCAL, "precision=bf16", "reuse_references=false")
     assert run(off, "fp32", a, "off") == ("off", "fresh") and run(off, "fp32", a, "off 2") == ("off 2", "fresh")
     untrained = [compose_job(*LOCAL, "model.allow_untrained_head=true", f"seed={s}") for s in (0, 1)]
+    assert kept.key_of(untrained[0], cpu) != kept.key_of(untrained[1], cpu)  # each seed drew its own head's weights
+    assert kept.key_of(bf16, cpu) == kept.key_of(compose_job(*LOCAL, "precision=bf16", "seed=1"), cpu)
     assert [run(job, "fp32", a, f"head {job.seed}") for job in untrained] == [("head 0", "fresh"), ("head 1", "fresh")]
     assert computed == [
         "fp32 outputs",
