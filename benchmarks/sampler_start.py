@@ -2,7 +2,7 @@
 
 `thread`: in the job's process (`measure.samplers_in=thread`); `cold`: a process of its own, started when the job
 needs it; `prepared`: a process of its own that `ela.measure.sidecar.prepare` started ahead of need and that had
-`--lead-s` to import CodeCarbon (what a GPU job gets: see `ela.job.pipeline.prepare_samplers`). Modes alternate
+`--lead-s` to import CodeCarbon (what a GPU job gets: see `ela.job.samplers.prepare`). Modes alternate
 round by round; each figure is the time from building the tracker to its `stop` returning, with nothing to measure
 in between. CPU or GPU host; `--gpus 0` has the tracker track that GPU, as a GPU job's does (CodeCarbon then
 queries NVML as it starts and stops).

@@ -65,7 +65,7 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
     if data.get("resume") and (done := tracker.finished_run(run_hash)):
         print(f"[ela] {name} SKIPPED: already FINISHED as run {done[:8]} (resume=true)", flush=True)
         return {"run_id": done, "status": "SKIPPED"}
-    from ela.job.pipeline import prepare_samplers
+    from ela.job.samplers import prepare as prepare_samplers
 
     prepare_samplers(job, early=True)  # CodeCarbon's process imports while the run is created and logged
     tags = {

@@ -8,9 +8,8 @@ against them and every metric a real job logs against `METRIC_NAMES`.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
 
-from ela.tags import ARTIFACTS, TAGS, Tag  # noqa: F401 (re-exported: one place to import names from)
+from ela.tags import ARTIFACTS, SPREAD, TAGS, Metric, Tag  # noqa: F401 (re-exported: one place to import names from)
 
 # Names the code refers to (the rest appear only in the tables below).
 ACCURACY, AGREE_FP32, AGREE_EAGER = "accuracy", "agreement_with_fp32", "agreement_with_eager"
@@ -37,30 +36,6 @@ MEASURED_PHASES = ("idle", "timed_passes", "windows")
 def phase_metrics(seconds: dict[str, float]) -> dict[str, float]:
     """`phase_<phase>_s` for each schema phase in `seconds` (other steps, such as scoring, are not phases)."""
     return {f"phase_{p}_s": seconds[p] for p in PHASES if p in seconds}
-
-
-SPREAD = ("_sd", "_cv")  # suffixes of metrics logged with their spread across energy windows
-
-
-@dataclass(frozen=True)
-class Metric:
-    """One row of the metric table: the names it covers, their unit, and how they are obtained."""
-
-    names: tuple[str, ...]
-    unit: str
-    how: str
-    spread: bool = False  # also logged as <name>_sd and <name>_cv across the energy windows
-    shown: str = ""  # how the row names itself in the README, where listing every name would not read
-
-    def all_names(self) -> list[str]:
-        """Every metric name this row stands for."""
-        return [n + s for n in self.names for s in ("", *(SPREAD if self.spread else ()))]
-
-    def row(self) -> str:
-        """The README's Markdown row."""
-        names = self.shown or ", ".join(f"`{n}`" for n in self.names)
-        spread = " (`_sd`, `_cv`)" if self.spread else ""
-        return f"| {names}{spread} | {self.unit} | {self.how} |"
 
 
 GPU_STATE = [

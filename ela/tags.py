@@ -1,11 +1,34 @@
-"""Every tag ela sets on a run and every artifact it logs, with what each says (the README's tables).
+"""The rows of the README's tables (a metric, a tag), every tag ela sets on a run and every artifact it logs.
 
-Re-exported by `ela.schema`, the one place the rest of ela imports names from.
+Re-exported by `ela.schema`, the one place the rest of ela imports names from (its metric tables use `Metric`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+SPREAD = ("_sd", "_cv")  # suffixes of metrics logged with their spread across energy windows
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One row of the metric table: the names it covers, their unit, and how they are obtained."""
+
+    names: tuple[str, ...]
+    unit: str
+    how: str
+    spread: bool = False  # also logged as <name>_sd and <name>_cv across the energy windows
+    shown: str = ""  # how the row names itself in the README, where listing every name would not read
+
+    def all_names(self) -> list[str]:
+        """Every metric name this row stands for."""
+        return [n + s for n in self.names for s in ("", *(SPREAD if self.spread else ()))]
+
+    def row(self) -> str:
+        """The README's Markdown row."""
+        names = self.shown or ", ".join(f"`{n}`" for n in self.names)
+        spread = " (`_sd`, `_cv`)" if self.spread else ""
+        return f"| {names}{spread} | {self.unit} | {self.how} |"
 
 
 @dataclass(frozen=True)

@@ -176,7 +176,7 @@ def test_a_cpu_job_prepares_codecarbon_only_once_it_holds_the_cpu():
     # A CPU job waiting for the host's CPU must start nothing beside the job measuring it.
     from conftest import LOCAL, compose_job
 
-    from ela.job.pipeline import prepare_samplers
+    from ela.job.samplers import prepare as prepare_samplers
     from ela.measure import carbon, sidecar
 
     prepare_samplers(compose_job(*LOCAL), early=True)

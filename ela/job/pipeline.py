@@ -20,11 +20,11 @@ import torch
 
 from ela import ElaError
 from ela.config import JobConfig
+from ela.job import samplers
 from ela.job.phases import Phases
 from ela.job.results import JobOutcome, Loaded, Raw
 from ela.job.score import score
-from ela.measure.carbon import CarbonTracker
-from ela.measure.energy import MeterChoice, make_meter
+from ela.measure.energy import make_meter
 from ela.measure.gpu_pool import LOCK_DIR, claim, claim_gpu, pinned
 from ela.measure.loops import (
     latency_passes,
@@ -32,8 +32,6 @@ from ela.measure.loops import (
     predict,
     warmup,
 )
-from ela.measure.meters import MeasurementError
-from ela.measure.trace import PowerTrace
 from ela.runtime import attention, engines, kept, packing
 from ela.runtime.data import label_targets, load_split, tokenize
 from ela.runtime.device import (
@@ -96,7 +94,7 @@ def measure_job(job: JobConfig, job_dir: Path, progress=None) -> JobOutcome:
             _say(progress, "device and meters set-up")
             # after the claim: a job waiting for the CPU starts nothing beside its holder
             with _timed(spent, "samplers_s"):
-                prepare_samplers(job)
+                samplers.prepare(job)
             with _timed(spent, "device_setup_s"):  # in a fresh process, CUDA and NVML start here
                 device = resolve_device(job.device, index if job.gpus is not None else None)
                 threads = launch_threads() if device.type == "cpu" else torch.get_num_threads()
@@ -105,8 +103,8 @@ def measure_job(job: JobConfig, job_dir: Path, progress=None) -> JobOutcome:
                 seed_everything(job.seed)
                 choice = make_meter(job, device)
             with _timed(spent, "samplers_s"):
-                carbon = stack.enter_context(_carbon(job, choice, job_dir))
-                trace = stack.enter_context(_trace(job, choice))
+                carbon = stack.enter_context(samplers.carbon(job, choice, job_dir))
+                trace = stack.enter_context(samplers.trace(job, choice))
             with _timed(spent, "device_setup_s"):
                 stack.enter_context(clean_device(device))
             phases = Phases(job, device, choice, trace, progress, carbon.started if carbon is not None else None)
@@ -117,7 +115,7 @@ def measure_job(job: JobConfig, job_dir: Path, progress=None) -> JobOutcome:
                 raise
             with _timed(spent, "samplers_s"):
                 raw.trace = trace.stop() if trace is not None else None
-                raw.carbon = _stop(carbon)
+                raw.carbon = samplers.stop_carbon(carbon)
     except KeyboardInterrupt as err:  # a KILLED run keeps where its time went: would a next try fit its limit?
         # a stop in the samplers' teardown (a second Ctrl-C) has no phase seconds yet: count them up to now
         so_far = getattr(err, "metrics", None) or (phase_metrics(phases.so_far()) if phases is not None else {})
@@ -147,22 +145,6 @@ def _timed(into: dict[str, float], key: str) -> Iterator[None]:
         into[key] = into.get(key, 0.0) + time.perf_counter() - t0
 
 
-def prepare_samplers(job: JobConfig, early: bool = False) -> None:
-    """Start the CodeCarbon process this job (or, after a job, the next) will use: its imports leave the job's path.
-
-    `early`: before the job holds its device. A CPU job waiting for the host's CPU must start nothing beside
-    the job measuring it, so on a CPU only the job holding it prepares (`measure_job`, after its claim). A GPU
-    job waiting for its GPU imports on a CPU core beside the job measuring there, as its MLflow run's creation
-    does. Best effort: a process that can't be started here is started (or refused) when the job needs it.
-    """
-    on_cpu = job.gpus is None and (job.device == "cpu" or not torch.cuda.is_available())  # never raises here
-    if job.codecarbon.enabled and job.measure.samplers_in == "process" and not (early and on_cpu):
-        try:
-            CarbonTracker.prepare()
-        except OSError as err:  # e.g. no process slots left: the job's own start says what is wrong
-            print(f"[ela] could not start CodeCarbon's process ahead of need: {err}", file=sys.stderr, flush=True)
-
-
 def _device_lock(job: JobConfig, device_type: str) -> contextlib.AbstractContextManager[int | None]:
     """The claim this job holds while it runs: its GPU, the host's CPU, or nothing."""
 
@@ -181,47 +163,6 @@ def _device_lock(job: JobConfig, device_type: str) -> contextlib.AbstractContext
         # whatever the launcher starts concurrently (submitit's local executor starts them all).
         return claim([f"cpu-{socket.gethostname()}"], on_wait=waiting, owner=job.run_name)
     return claim_gpu(None)
-
-
-@contextlib.contextmanager
-def _carbon(job: JobConfig, choice: MeterChoice, job_dir: Path) -> Iterator[CarbonTracker | None]:
-    """CodeCarbon over the whole job; its sampler is stopped however the job ends."""
-    if not job.codecarbon.enabled:
-        yield None
-        return
-    gpus = [choice.gpu.nvml_index] if choice.gpu else []
-    tracker = CarbonTracker(job.codecarbon, gpus, str(job_dir), job.run_name, job.measure.samplers_in == "process")
-    # Its process builds and starts CodeCarbon's tracker (hardware detection included) while the job loads its
-    # model; the job waits for it as the load phase ends, before anything is measured (run_phases' after_load).
-    tracker.start(wait=False)
-    try:
-        yield tracker
-    finally:
-        tracker.close()
-
-
-@contextlib.contextmanager
-def _trace(job: JobConfig, choice: MeterChoice) -> Iterator[PowerTrace | None]:
-    """The background power trace, where the meter has a counter to sample; stopped however the job ends."""
-    counter = getattr(choice.meter, "counter", None)
-    if counter is None or not job.measure.trace:
-        yield None
-        return
-    trace = PowerTrace(counter, job.measure.trace_interval_s, job.measure.samplers_in == "process")
-    try:
-        yield trace.start()
-    finally:
-        trace.close()
-
-
-def _stop(carbon: CarbonTracker | None):
-    """CodeCarbon's record, or why it is left out (CodeCarbon swallowed an error)."""
-    if carbon is None:
-        return None
-    try:
-        return carbon.stop()
-    except MeasurementError as err:
-        return str(err)
 
 
 def load(job: JobConfig, device: torch.device) -> tuple[Loaded, torch.nn.Module]:
