@@ -16,6 +16,7 @@ from typing import Any
 os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
 
 import hydra
+import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
@@ -95,7 +96,7 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
         outcome = measure_job(job, Path(hc.runtime.output_dir), progress)
         keep_locally(Path(hc.runtime.output_dir), outcome.metrics, outcome.tags)
         tracker.log_metrics(run_id, {**outcome.metrics, "job_wall_s": time.perf_counter() - t0})
-        tracker.set_tags(run_id, outcome.tags)
+        tracker.set_tags(run_id, {**outcome.tags, **_threads()})
         tracker.log_files(run_id, outcome.files)
         if outcome.dataset is not None:
             d = outcome.dataset
@@ -137,8 +138,6 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
 
 def _threads() -> dict[str, str]:
     """The tag of torch's CPU threads as the job left them (a CPU job takes the launcher's: launch_threads)."""
-    import torch
-
     return {"torch.num_threads": str(torch.get_num_threads())}
 
 

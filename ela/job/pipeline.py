@@ -97,7 +97,8 @@ def measure_job(job: JobConfig, job_dir: Path, progress=None) -> JobOutcome:
                 samplers.prepare(job)
             with _timed(spent, "device_setup_s"):  # in a fresh process, CUDA and NVML start here
                 device = resolve_device(job.device, index if job.gpus is not None else None)
-                threads = launch_threads() if device.type == "cpu" else torch.get_num_threads()
+                if device.type == "cpu":
+                    launch_threads()
                 check_precision(job.precision, device)
                 attention.check(job.model.attn_implementation, job.precision, device, _longest(job))
                 seed_everything(job.seed)
@@ -123,7 +124,6 @@ def measure_job(job: JobConfig, job_dir: Path, progress=None) -> JobOutcome:
         raise
     out = score(job, raw)
     out.metrics.update(spent)
-    out.tags["torch.num_threads"] = str(threads)  # the job's own (a joblib worker's CPU job: raised to the launcher's)
     if pinned():
         out.tags["ela.cuda_visible_devices"] = pinned()
     return out

@@ -47,22 +47,29 @@ def active() -> SweepCallback | None:
 
 def sweep_key(overrides: list[str]) -> str:
     """The grid a sweep runs, independent of resume= and of the order of the overrides and of a list's values."""
-    return " ".join(sorted(_one_order(o) for o in overrides if not o.lstrip("+~").startswith("resume=")))
+    return " ".join(sorted(_one_order(o) for o in _grid(overrides)))
 
 
 def same_grid(stored: str, key: str, overrides: list[str]) -> bool:
     """Whether a parent run's stored key is this grid's: the same key, or one stored before values were sorted."""
-    if stored == key or stored == " ".join(sorted(o for o in overrides if not o.lstrip("+~").startswith("resume="))):
+    if stored in (key, " ".join(sorted(_grid(overrides)))):
         return True
     pieces = stored.split(" ")  # an old key split back into overrides, only where no value can hold a space
-    plain = all("=" in p for p in pieces) and not any(c in stored for c in "[]{}()'\"\\")
-    return plain and sweep_key(pieces) == key
+    return all("=" in p for p in pieces) and not any(c in stored for c in _NOT_PLAIN) and sweep_key(pieces) == key
+
+
+_NOT_PLAIN = "[]{}()'\"\\"  # a value with any of these is a list, a quoted string or a function: kept as given
+
+
+def _grid(overrides: list[str]) -> list[str]:
+    """The overrides that choose the jobs (resume= only says whether to skip finished ones)."""
+    return [o for o in overrides if not o.lstrip("+~").startswith("resume=")]
 
 
 def _one_order(override: str) -> str:
     """`batch=64,8,1` -> `batch=1,8,64`: a plain comma list's values sorted (lists, quotes, functions kept as given)."""
     name, eq, values = override.partition("=")
-    if not eq or any(c in values for c in "[]{}()'\"\\"):
+    if not eq or any(c in values for c in _NOT_PLAIN):
         return override
     return f"{name}={','.join(sorted(values.split(','), key=_numbers_first))}"
 
