@@ -83,6 +83,7 @@ def test_local_paths_from_environment(monkeypatch):
         (["engine.buckets=0"], "engine.buckets"),
         (["dataset.order=random"], "dataset.order='random'"),
         (["gpus=some"], "gpus='some'"),
+        (["reuse_references=maybe"], "reuse_references='maybe': expected true | false"),
         (["model.attn_implementation=flash"], "model.attn_implementation='flash'"),
     ],
 )
