@@ -246,3 +246,21 @@ def test_a_sweep_without_idle_baseline_is_analysed_with_gross_energy_and_says_so
     assert "2 job(s) ran without an idle baseline (measure.idle_window_s=0)" in result.stdout
     configs = pd.read_csv(tmp_path / "multirun" / "analysis" / "configs.csv")
     assert configs["energy_j_per_sample"].gt(0).all() and "dynamic_energy_j_per_sample" not in configs
+
+
+def test_killed_jobs_are_counted_apart_from_failed_ones():
+    """A job a deadline or a user stopped (KILLED) is not reported as a failure."""
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from ela.analysis.report import job_counts
+
+    runs = pd.DataFrame({"status": ["FINISHED"] * 3})
+    for statuses, text in [
+        ([], "3 finished jobs, 0 failed"),
+        (["KILLED", "KILLED"], "3 finished jobs, 0 failed, 2 killed"),
+        (["FAILED", "KILLED"], "3 finished jobs, 1 failed, 1 killed"),
+    ]:
+        failed = pd.DataFrame({"status": statuses}) if statuses else pd.DataFrame()
+        assert job_counts(SimpleNamespace(runs=runs, failed=failed)) == text

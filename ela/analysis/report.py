@@ -67,17 +67,26 @@ def summary_frame(a: Analysis) -> pd.DataFrame:
     return table.loc[:, (table != "-").any()]  # drop what no configuration has (e.g. energy on CPU)
 
 
+NOT_FINISHED = "Jobs that did not finish (failed or killed)"
+
+
+def job_counts(a: Analysis) -> str:
+    """'10 finished jobs, 0 failed, 2 killed': a job stopped by a signal (a deadline, a user) is not a failure."""
+    killed = int((a.failed["status"] == "KILLED").sum()) if len(a.failed) else 0
+    return f"{len(a.runs)} finished jobs, {len(a.failed) - killed} failed" + (f", {killed} killed" if killed else "")
+
+
 def summary_text(a: Analysis) -> str:
     """What the terminal shows: the table, the recommendations, the failed jobs, the notes."""
     lines = [
-        f"[ela] sweep {a.parent.info.run_name} ({a.parent.info.run_id[:8]}): {len(a.runs)} finished jobs, "
-        f"{len(a.failed)} failed, {len(a.configs)} configurations",
+        f"[ela] sweep {a.parent.info.run_name} ({a.parent.info.run_id[:8]}): {job_counts(a)}, "
+        f"{len(a.configs)} configurations",
         summary_frame(a).to_string(index=False),
         "",
     ]
     lines += [f"recommended ({k}): {v}" for k, v in a.recommendations.items()]
     if len(a.failed):
-        lines.append("failed jobs:")
+        lines.append(NOT_FINISHED.lower() + ":")
         lines += [
             f"  {r['tags.mlflow.runName']} {r['status']}: {r.get('tags.ela.error', '')}" for _, r in a.failed.iterrows()
         ]
@@ -190,7 +199,7 @@ def provenance(a: Analysis) -> list[str]:
 def _markdown(a: Analysis, summary: pd.DataFrame, figs: dict[str, bytes]) -> str:
     parts = [
         f"# ela report: sweep {a.parent.info.run_name}",
-        f"Parent run `{a.parent.info.run_id}`; {len(a.runs)} finished jobs, {len(a.failed)} failed.",
+        f"Parent run `{a.parent.info.run_id}`; {job_counts(a)}.",
         "\n".join(f"- {line}" for line in provenance(a)),
         "## Configurations",
         summary.to_markdown(index=False) if _has_tabulate() else "```\n" + summary.to_string(index=False) + "\n```",
@@ -201,7 +210,7 @@ def _markdown(a: Analysis, summary: pd.DataFrame, figs: dict[str, bytes]) -> str
     ]
     if len(a.failed):
         parts += [
-            "## Failed jobs",
+            f"## {NOT_FINISHED}",
             *[f"- {r['tags.mlflow.runName']}: {r.get('tags.ela.error', '')}" for _, r in a.failed.iterrows()],
         ]
     parts += ["## Plots", *[f"![{n}](plots/{n})" for n in figs]]
@@ -220,6 +229,7 @@ def _html(a: Analysis, summary: pd.DataFrame, figs: dict[str, bytes]) -> str:
         f"<li>{html.escape(str(r['tags.mlflow.runName']))}: {html.escape(str(r.get('tags.ela.error', '')))}</li>"
         for _, r in a.failed.iterrows()
     )
+    failed = f"<h2>{NOT_FINISHED}</h2><ul>{failed}</ul>" if failed else ""
     title = f"ela report: sweep {html.escape(a.parent.info.run_name)}"
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>{title}</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}
@@ -227,11 +237,11 @@ table{{border-collapse:collapse;font-size:13px}}
 td,th{{border:1px solid #ccc;padding:3px 6px}}
 figure{{display:inline-block;margin:8px}}img{{max-width:520px}}</style></head>
 <body><h1>{title}</h1>
-<p>Parent run <code>{a.parent.info.run_id}</code>; {len(a.runs)} finished jobs, {len(a.failed)} failed.</p>
+<p>Parent run <code>{a.parent.info.run_id}</code>; {job_counts(a)}.</p>
 <ul>{"".join(f"<li>{html.escape(line)}</li>" for line in provenance(a))}</ul>
 <h2>Configurations</h2>{summary.to_html(index=False, border=0)}
 <h2>Recommendations</h2><ul>{recs}</ul><h2>Notes</h2><ul>{notes}</ul>
-{"<h2>Failed jobs</h2><ul>" + failed + "</ul>" if failed else ""}<h2>Plots</h2>{imgs}</body></html>
+{failed}<h2>Plots</h2>{imgs}</body></html>
 """
 
 
