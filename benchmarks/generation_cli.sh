@@ -10,12 +10,14 @@
 # each job run spent, phase by phase (a KILLED one up to its stop: what the next call must leave room for).
 #   source .device/setup.sh && bash benchmarks/generation_cli.sh OUT_DIR          (on the GPU machine)
 #   cp <files_at>/gen-store.tgz .device/ and, next call: IN=.device/gen-store.tgz DEADLINE_S=480 bash ...
-# Across sessions (the work folder is fresh each time): commit it as benchmarks/results/gen-store.tgz (75 kB for 4 CPU jobs) and
-# go on with IN=benchmarks/results/gen-store.tgz, on the same kind of card (name `kind: nvidia-h100-x1` in the call:
-# a store from another card is refused, exit 3).
-# Env: IN (a gen-store.tgz to go on from), DEADLINE_S (0: none), LIMIT (64), MODEL_ARGS (the shape; a CPU try:
-# MODEL_ARGS="model=local model.path=../shared/models/tiny-llama-sst2"), DATA ($ELA_DEVICE_DATA), EXTRA (more
-# overrides, e.g. "hydra/launcher=fork hydra.launcher.n_jobs=2 gpus=all" on 2 GPUs), STORE (/tmp/gen-store).
+# Across sessions (the work folder is fresh each time): commit it as benchmarks/results/gen-store.tgz (~1 MB with
+# 10 GPU jobs' power traces) and go on with IN=benchmarks/results/gen-store.tgz, on the same kind of card (name
+# `kind: nvidia-h100-x1` in the call: a store from another card is refused, exit 3).
+# Env: IN (a gen-store.tgz to go on from), DEADLINE_S (0: none; the sweep's seconds. After it, closing the KILLED
+# job takes ~10 s and the analysis 20-60 s: in a 600 s call leave ~80 s; 2026-12-08's DEADLINE_S=542 ran out),
+# LIMIT (64), MODEL_ARGS (the shape; a CPU try: MODEL_ARGS="model=local model.path=../shared/models/tiny-llama-sst2"),
+# DATA ($ELA_DEVICE_DATA), EXTRA (more overrides, e.g. "hydra/launcher=fork hydra.launcher.n_jobs=2 gpus=all" on 2
+# GPUs), STORE (/tmp/gen-store).
 set -euo pipefail
 out=$(realpath -m "${1:-generation-cli-out}") store=${STORE:-/tmp/gen-store}
 mkdir -p "$out"
@@ -51,6 +53,10 @@ timeout --signal=TERM --kill-after=60 "${DEADLINE_S:-0}" python -m ela.run -m ta
     resume=true ${EXTRA:-} 2>&1 | { grep --line-buffered -v "HYDRA\]\|Warning" || true; } | tee -a "$out/sweep.log" \
     || echo "sweep stopped (DEADLINE_S=${DEADLINE_S:-0} or an error above): the next call resumes it" | tee -a "$out/sweep.log"
 echo "sweep wall time $(( $(date +%s) - start )) s" | tee -a "$out/sweep.log"
+# The store first: the analysis below takes 20-60 s, and a call's hard limit that cuts it must not lose the
+# jobs (2026-12-08: a call ended during ela.analyze, before the store was packed, and only the warm machine
+# kept it). It holds every finished job; the analysis can be redone from it anywhere.
+tar czf "$out/gen-store.tgz" -C "$store" .
 MLFLOW_TRACKING_URI="sqlite:///$store/gen.db" python -m ela.analyze out="$out/analysis" log_to_mlflow=false \
     > "$out/analyze.txt" 2>&1 || true
 # Where each job's time went (a KILLED job's too, up to its stop): what the next call must leave room for
@@ -69,5 +75,4 @@ if not runs.empty and "metrics.job_wall_s" in runs:
     names = {c: c.removeprefix("metrics.").removeprefix("phase_") for c in cols}
     print("seconds per job run:", table.rename(columns=names).round(1).to_string(), sep="\n")
 PY
-tar czf "$out/gen-store.tgz" -C "$store" .
 echo "generation_cli done"
