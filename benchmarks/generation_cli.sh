@@ -21,7 +21,11 @@
 set -euo pipefail
 out=$(realpath -m "${1:-generation-cli-out}") store=${STORE:-/tmp/gen-store}
 mkdir -p "$out"
-if [ -n "${IN:-}" ]; then
+if [ -n "${IN:-}" ] && [ -f "$store/gen.db" ]; then
+    # A warm machine still holds the store of the call before: it is at least as new as any copy carried in
+    echo "a store is already at $store (the call before, on this machine): going on from it, not from IN=$IN" \
+        | tee -a "$out/sweep.log"
+elif [ -n "${IN:-}" ]; then
     mkdir -p "$store" && tar xzf "$IN" -C "$store"
 fi
 mkdir -p "$store"
