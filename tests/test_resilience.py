@@ -105,6 +105,12 @@ def test_sigterm_marks_the_running_job_killed_and_closes_the_sweep(tmp_path):
     if "queued for the CPU" not in child.data.tags["ela.error"]:
         assert "phase_load_s" in phases
     assert sum(phases.values()) + m["device_wait_s"] + m.get("device_setup_s", 0.0) <= m["job_wall_s"]
+    # The analysis counts the killed job as killed, not failed
+    from ela import ElaError
+    from ela.analysis.pipeline import AnalyzeConfig, analyze
+
+    with pytest.raises(ElaError, match=r"has no FINISHED jobs \(0 failed, 1 killed, 0 running\)"):
+        analyze(AnalyzeConfig(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", log_to_mlflow=False))
 
 
 def test_bad_input_on_the_command_line_is_one_message_and_a_failed_run(tmp_path):

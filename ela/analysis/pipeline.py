@@ -19,6 +19,16 @@ from ela.analysis.stats import CI_METHOD
 from ela.tracking.store import Tracker, tracking_uri
 
 
+def unfinished(failed: pd.DataFrame) -> str:
+    """'1 failed' or '0 failed, 2 killed': jobs that did not finish, the killed ones apart.
+
+    A job a SIGTERM or SIGINT stopped (a deadline, a user) ends KILLED, not FAILED. One killed outright (SIGKILL)
+    closes nothing: its run stays RUNNING until a resume marks it FAILED.
+    """
+    killed = int((failed["status"] == "KILLED").sum()) if len(failed) else 0
+    return f"{len(failed) - killed} failed" + (f", {killed} killed" if killed else "")
+
+
 @dataclass
 class AnalyzeConfig:
     """What to analyse and how (conf/analysis/analyze.yaml holds the same keys, with a comment each)."""
@@ -72,7 +82,7 @@ def analyze(cfg: AnalyzeConfig) -> tuple[Analysis, Tracker]:
     failed = all_runs[~all_runs["status"].isin(["FINISHED", "RUNNING"])]
     if finished.empty:
         raise ElaError(
-            f"sweep {parent.info.run_name} has no FINISHED jobs ({len(failed)} failed, {len(running)} running)"
+            f"sweep {parent.info.run_name} has no FINISHED jobs ({unfinished(failed)}, {len(running)} running)"
         )
     notes = [f"Confidence intervals: {CI_METHOD}."]
     if rerun:

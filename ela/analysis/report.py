@@ -10,7 +10,7 @@ import pandas as pd
 
 from ela import schema as s
 from ela.analysis import plots
-from ela.analysis.pipeline import Analysis
+from ela.analysis.pipeline import Analysis, unfinished
 from ela.columns import COLUMNS
 
 # The summary table: metric columns from ela.schema (header, format); "±CI" where the column has a CI.
@@ -71,9 +71,13 @@ NOT_FINISHED = "Jobs that did not finish (failed or killed)"
 
 
 def job_counts(a: Analysis) -> str:
-    """'10 finished jobs, 0 failed, 2 killed': a job stopped by a signal (a deadline, a user) is not a failure."""
-    killed = int((a.failed["status"] == "KILLED").sum()) if len(a.failed) else 0
-    return f"{len(a.runs)} finished jobs, {len(a.failed) - killed} failed" + (f", {killed} killed" if killed else "")
+    """'10 finished jobs, 0 failed, 2 killed' (see `unfinished`)."""
+    return f"{len(a.runs)} finished jobs, {unfinished(a.failed)}"
+
+
+def _unfinished_lines(a: Analysis) -> list[str]:
+    """'<run> KILLED: <why>' for every job that did not finish."""
+    return [f"{r['tags.mlflow.runName']} {r['status']}: {r.get('tags.ela.error', '')}" for _, r in a.failed.iterrows()]
 
 
 def summary_text(a: Analysis) -> str:
@@ -87,9 +91,7 @@ def summary_text(a: Analysis) -> str:
     lines += [f"recommended ({k}): {v}" for k, v in a.recommendations.items()]
     if len(a.failed):
         lines.append(NOT_FINISHED.lower() + ":")
-        lines += [
-            f"  {r['tags.mlflow.runName']} {r['status']}: {r.get('tags.ela.error', '')}" for _, r in a.failed.iterrows()
-        ]
+        lines += [f"  {line}" for line in _unfinished_lines(a)]
     if len(a.running):
         lines.append("running jobs (not analysed): " + ", ".join(a.running["tags.mlflow.runName"]))
     noisy = a.configs[a.configs["verdict"] != "ok"]
@@ -211,7 +213,10 @@ def _markdown(a: Analysis, summary: pd.DataFrame, figs: dict[str, bytes]) -> str
     if len(a.failed):
         parts += [
             f"## {NOT_FINISHED}",
-            *[f"- {r['tags.mlflow.runName']}: {r.get('tags.ela.error', '')}" for _, r in a.failed.iterrows()],
+            *[
+                f"- {r['tags.mlflow.runName']} {r['status']}: {r.get('tags.ela.error', '')}"
+                for _, r in a.failed.iterrows()
+            ],
         ]
     parts += ["## Plots", *[f"![{n}](plots/{n})" for n in figs]]
     return "\n\n".join(parts) + "\n"
@@ -225,10 +230,7 @@ def _html(a: Analysis, summary: pd.DataFrame, figs: dict[str, bytes]) -> str:
     )
     recs = "".join(f"<li><b>{html.escape(k)}</b>: {html.escape(v)}</li>" for k, v in a.recommendations.items())
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in a.notes)
-    failed = "".join(
-        f"<li>{html.escape(str(r['tags.mlflow.runName']))}: {html.escape(str(r.get('tags.ela.error', '')))}</li>"
-        for _, r in a.failed.iterrows()
-    )
+    failed = "".join(f"<li>{html.escape(line)}</li>" for line in _unfinished_lines(a))
     failed = f"<h2>{NOT_FINISHED}</h2><ul>{failed}</ul>" if failed else ""
     title = f"ela report: sweep {html.escape(a.parent.info.run_name)}"
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>{title}</title>
