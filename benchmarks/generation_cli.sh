@@ -17,18 +17,29 @@
 # job takes ~10 s and the analysis 20-60 s: in a 600 s call leave ~80 s; 2026-12-08's DEADLINE_S=542 ran out),
 # LIMIT (64), MODEL_ARGS (the shape; a CPU try: MODEL_ARGS="model=local model.path=../shared/models/tiny-llama-sst2"),
 # DATA ($ELA_DEVICE_DATA), EXTRA (more overrides, e.g. "hydra/launcher=fork hydra.launcher.n_jobs=2 gpus=all" on 2
-# GPUs), STORE (/tmp/gen-store).
+# GPUs), STORE (/tmp/gen-store), FORCE_IN (1: replace a store found on the machine by IN).
 set -euo pipefail
 out=$(realpath -m "${1:-generation-cli-out}") store=${STORE:-/tmp/gen-store}
 mkdir -p "$out"
-if [ -n "${IN:-}" ] && [ -f "$store/gen.db" ]; then
-    # A warm machine still holds the store of the call before: it is at least as new as any copy carried in
-    echo "a store is already at $store (the call before, on this machine): going on from it, not from IN=$IN" \
+# Each store has an id, made when it is new and packed with it. A warm machine's store (the call before, on this
+# machine) is kept only when it is IN's own store, then at least as new as IN; any other store there (another
+# grid, a CPU try, a refused IN) is replaced by IN. FORCE_IN=1 always takes IN.
+in_id=""
+[ -z "${IN:-}" ] || in_id=$(tar xzf "$IN" -O ./store_id 2> /dev/null) || true
+if [ -n "${IN:-}" ] && [ -z "${FORCE_IN:-}" ] && [ -s "$store/gen.db" ] && [ -n "$in_id" ] \
+    && [ "$(cat "$store/store_id" 2> /dev/null)" = "$in_id" ]; then
+    echo "the store at $store is IN's own, left by the call before on this machine: going on from it" \
         | tee -a "$out/sweep.log"
 elif [ -n "${IN:-}" ]; then
-    mkdir -p "$store" && tar xzf "$IN" -C "$store"
+    [ ! -e "$store" ] || echo "replacing what is at $store with IN=$IN" | tee -a "$out/sweep.log"
+    rm -rf "$store" && mkdir -p "$store" && tar xzf "$IN" -C "$store"
+elif [ -s "$store/gen.db" ]; then
+    echo "no IN: going on from the store at $store" | tee -a "$out/sweep.log"
+else
+    echo "no IN and no store at $store: a new sweep" | tee -a "$out/sweep.log"
 fi
 mkdir -p "$store"
+[ -s "$store/store_id" ] || python -c "import uuid; print(uuid.uuid4().hex)" > "$store/store_id"
 # One kind of card per sweep: a store from another refuses to resume here (ela.analyze would warn of the mix)
 card=$(nvidia-smi --query-gpu=name --format=csv,noheader 2> /dev/null | head -1) || true
 card=${card:-cpu}
@@ -55,12 +66,19 @@ timeout --signal=TERM --kill-after=60 "${DEADLINE_S:-0}" python -m ela.run -m ta
     batch="${BATCHES:-64,8,1}" precision="${PRECISIONS:-fp32,bf16,bf16_pure}" engine="${ENGINES:-eager,compile}" \
     dataset.path="${DATA:-$ELA_DEVICE_DATA}" dataset.limit="${LIMIT:-64}" tracking.uri="sqlite:///$store/gen.db" \
     resume=true ${EXTRA:-} 2>&1 | { grep --line-buffered -v "HYDRA\]\|Warning" || true; } | tee -a "$out/sweep.log" \
-    || echo "sweep stopped (DEADLINE_S=${DEADLINE_S:-0} or an error above): the next call resumes it" | tee -a "$out/sweep.log"
+    || status=$?
+case ${status:-0} in
+    0) ;;
+    124 | 137) echo "sweep stopped at DEADLINE_S=${DEADLINE_S:-0}: the next call resumes it" | tee -a "$out/sweep.log" ;;
+    *) echo "sweep exited $status before DEADLINE_S (a failed job or an error above)" | tee -a "$out/sweep.log" ;;
+esac
 echo "sweep wall time $(( $(date +%s) - start )) s" | tee -a "$out/sweep.log"
 # The store first: the analysis below takes 20-60 s, and a call's hard limit that cuts it must not lose the
 # jobs (2026-12-08: a call ended during ela.analyze, before the store was packed, and only the warm machine
 # kept it). It holds every finished job; the analysis can be redone from it anywhere.
-tar czf "$out/gen-store.tgz" -C "$store" .
+tar czf "$out/gen-store.tgz.part" -C "$store" . && mv "$out/gen-store.tgz.part" "$out/gen-store.tgz" \
+    || echo "packing the store into $out/gen-store.tgz failed (above): the jobs are still in $store" \
+    | tee -a "$out/sweep.log"
 MLFLOW_TRACKING_URI="sqlite:///$store/gen.db" python -m ela.analyze out="$out/analysis" log_to_mlflow=false \
     > "$out/analyze.txt" 2>&1 || true
 # Where each job's time went (a KILLED job's too, up to its stop): what the next call must leave room for
