@@ -29,6 +29,9 @@ LOCAL = [
 FAKE_GPU = ["measure.energy_meter=fake", "measure.fake_power_w=150", "measure.idle_max_settle_s=0"]
 FAST = [*LOCAL, *FAKE_GPU, "dataset.limit=24", "measure.repeats=1", "measure.idle_window_s=0.05"]
 PARENT = "mlflow.parentRunId"
+# A guard against a hang, not a speed limit: a test's jobs queue for the host's CPU lock behind any other ela job on
+# the machine (the README's main command beside the suite, say), so a sweep that takes a minute alone can take ten.
+HANG_S = 1800
 
 
 def compose_job(*overrides: str):
@@ -78,7 +81,7 @@ def _offline() -> None:
 
 
 def run_ela(
-    tmp: Path, *overrides: str, multirun: bool = True, timeout: int = 600, extra_env: dict | None = None
+    tmp: Path, *overrides: str, multirun: bool = True, timeout: int = HANG_S, extra_env: dict | None = None
 ) -> subprocess.CompletedProcess:
     """Run `python -m ela.run` in a subprocess into a MLflow SQLite store under tmp."""
     cmd = [sys.executable, "-m", "ela.run"]

@@ -4,7 +4,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import FAKE_GPU, LOCAL, PARENT, REPO, all_runs, free_port, mlflow_cli, run_ela, start_server
+from conftest import FAKE_GPU, HANG_S, LOCAL, PARENT, REPO, all_runs, free_port, mlflow_cli, run_ela, start_server
 
 FAST = [*LOCAL, *FAKE_GPU, "dataset.limit=16", "measure.repeats=1", "measure.idle_window_s=0.05"]
 pytestmark = pytest.mark.slow  # real launchers in subprocesses
@@ -114,7 +114,7 @@ def test_a_fork_job_killed_hard_is_failed_and_the_sweep_goes_on(tmp_path):
     runs = wait_for(tmp_path, lambda rs: [r for r in children(rs) if r.info.status == "RUNNING"])
     victim = next(r for r in children(runs) if r.info.status == "RUNNING")
     os.kill(int(victim.data.tags["ela.pid"]), signal.SIGKILL)
-    assert proc.wait(timeout=300) == 1  # one job did not finish
+    assert proc.wait(timeout=HANG_S) == 1  # one job did not finish
     runs = {r.info.run_name: r for r in all_runs(tmp_path) if PARENT in r.data.tags}
     assert runs[victim.info.run_name].info.status == "FAILED"
     assert "its process ended before it could close this run" in runs[victim.info.run_name].data.tags["ela.error"]

@@ -9,7 +9,7 @@ import time
 from collections import Counter
 
 import pytest
-from conftest import FAST, PARENT, REPO, all_runs, run_ela
+from conftest import FAST, HANG_S, PARENT, REPO, all_runs, run_ela
 
 pytestmark = pytest.mark.slow  # real sweeps killed, resumed, and run against broken stores
 
@@ -25,7 +25,7 @@ def start_sweep(tmp, *overrides):
     return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
 
 
-def wait_for(tmp, predicate, timeout=180):
+def wait_for(tmp, predicate, timeout=HANG_S):
     """Poll the store until predicate(runs) holds (only once the sweep has created it: a second process
     creating the same SQLite store at the same moment would race)."""
     t0 = time.time()
@@ -177,7 +177,7 @@ def test_a_full_disk_is_one_line_per_job_and_leaves_no_run_running(tmp_path):
     cmd = [sys.executable, "-m", "ela.run", "-m", "seed=0,1,2", *FAST, "codecarbon.enabled=false",
            f"tracking.uri=sqlite:///{db}", f"hydra.sweep.dir={tmp_path / 'multirun2'}"]  # fmt: skip
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600, preexec_fn=small_disk)
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=HANG_S, preexec_fn=small_disk)
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr and len(proc.stderr.splitlines()) <= 6, proc.stderr[-3000:]
     assert "disk I/O error" in proc.stderr or "disk is full" in proc.stderr

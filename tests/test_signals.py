@@ -7,6 +7,7 @@ a garbage-collector callback; the sweep's process stops the sweep, a worker's jo
 import signal
 
 import pytest
+from conftest import HANG_S
 from test_resilience import FAST, all_runs, children, start_sweep, wait_for
 
 pytestmark = pytest.mark.slow  # real sweeps signalled under each launcher
@@ -57,7 +58,7 @@ def test_sigterm_to_one_job_kills_that_job_and_the_sweep_goes_on(tmp_path, launc
     proc = start_sweep(tmp_path, "seed=0,1", *LAUNCHERS[launcher], *SLOW)
     victim = running(wait_for(tmp_path, running))[0]
     os.kill(int(victim.data.tags["ela.pid"]), signal.SIGTERM)  # e.g. a scheduler ending that one process
-    assert proc.wait(timeout=300) == 1  # the sweep finished, with one job not finished
+    assert proc.wait(timeout=HANG_S) == 1  # the sweep finished, with one job not finished
     runs = {r.info.run_name: r for r in all_runs(tmp_path)}
     assert runs[victim.info.run_name].info.status == "KILLED"
     assert sorted(r.info.status for r in children(list(runs.values()))) == ["FINISHED", "KILLED"]
