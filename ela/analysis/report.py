@@ -81,7 +81,7 @@ def _unfinished_lines(a: Analysis) -> list[str]:
 
 
 def summary_text(a: Analysis) -> str:
-    """What the terminal shows: the table, the recommendations, the failed jobs, the notes."""
+    """What the terminal shows: the table, the recommendations, the jobs that did not finish, the notes."""
     lines = [
         f"[ela] sweep {a.parent.info.run_name} ({a.parent.info.run_id[:8]}): {job_counts(a)}, "
         f"{len(a.configs)} configurations",
@@ -213,10 +213,7 @@ def _markdown(a: Analysis, summary: pd.DataFrame, figs: dict[str, bytes]) -> str
     if len(a.failed):
         parts += [
             f"## {NOT_FINISHED}",
-            *[
-                f"- {r['tags.mlflow.runName']} {r['status']}: {r.get('tags.ela.error', '')}"
-                for _, r in a.failed.iterrows()
-            ],
+            *[f"- {line}" for line in _unfinished_lines(a)],
         ]
     parts += ["## Plots", *[f"![{n}](plots/{n})" for n in figs]]
     return "\n\n".join(parts) + "\n"
