@@ -42,8 +42,8 @@ def note_launch_threads() -> None:
     os.environ[THREADS_ENV] = f"{socket.gethostname()}:{torch.get_num_threads()}"
 
 
-def launch_threads() -> int:
-    """Give a CPU job the torch threads of the process that launched the sweep (same host), and return them.
+def launch_threads() -> None:
+    """Give a CPU job the torch threads of the process that launched the sweep (same host).
 
     joblib's workers start with OMP_NUM_THREADS = cores / n_jobs, so a CPU job there would compute with half
     the cores (2 workers) of the same job under the basic launcher, though ela runs CPU jobs one at a time per
@@ -51,10 +51,16 @@ def launch_threads() -> int:
     """
     host, _, n = os.environ.get(THREADS_ENV, "").partition(":")
     if host == socket.gethostname() and n.isdigit():
-        wanted = min(int(n), len(os.sched_getaffinity(0)))  # never more than the cores this process may use
+        wanted = min(int(n), _usable_cores())
         if wanted != torch.get_num_threads():
             torch.set_num_threads(wanted)
-    return torch.get_num_threads()
+
+
+def _usable_cores() -> int:
+    """The cores this process may run on (its affinity on Linux; every core where the OS has no affinity call)."""
+    if hasattr(os, "sched_getaffinity"):  # Linux only: macOS and Windows have none
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def require_sm80(device: torch.device, problem: str) -> None:
