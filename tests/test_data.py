@@ -144,3 +144,20 @@ def test_tokenize_pads_each_batch_to_its_own_longest():
     batches = tokenize(tok, texts, batch=2, max_length=6)
     assert [b["input_ids"].shape for b in batches.inputs] == [(2, 6), (2, 4)]  # truncated at 6; dynamic padding
     assert batches.token_lengths == [3, 6, 4, 3] and batches.num_samples == 4
+
+
+def test_the_inputs_digest_tells_batches_apart_and_takes_any_dtype():
+    import torch
+
+    from ela.runtime.data import Batches
+
+    def batches(ids, dtype=torch.long, indices=(0, 1)):
+        return Batches([{"input_ids": torch.tensor(ids, dtype=dtype)}], token_lengths=[2, 2], indices=list(indices))
+
+    same = batches([[1, 2], [3, 4]])
+    assert same.digest == batches([[1, 2], [3, 4]]).digest  # a reference kept for these inputs serves equal ones
+    assert same.digest != batches([[1, 2], [3, 5]]).digest  # one token differs
+    assert same.digest != batches([[1, 2], [3, 4]], indices=(1, 0)).digest  # the same tensors, other samples
+    assert same.digest != batches([[1, 2, 3, 4]]).digest  # the same values, another shape
+    half = batches([[0.5, 1.0]], dtype=torch.bfloat16)  # numpy has no bfloat16: hashed as raw bytes
+    assert half.digest != batches([[0.5, 1.0]], dtype=torch.float16).digest

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -57,6 +59,18 @@ class Batches:
     def shapes(self) -> list[tuple[int, ...]]:
         """The distinct input shapes, each a graph or compiled kernel set for static-shape engines."""
         return sorted({shape_key(b) for b in self.inputs})
+
+    @cached_property
+    def digest(self) -> str:
+        """SHA-256 of the sample order and every input tensor's name, shape, dtype and bytes (computed once)."""
+        h = hashlib.sha256(repr(self.indices).encode())
+        for inputs in self.inputs:
+            for name in sorted(inputs):
+                tensor = inputs[name]
+                h.update(f"{name}{tuple(tensor.shape)}{tensor.dtype}".encode())
+                # as raw bytes, so any dtype hashes (numpy has no bfloat16)
+                h.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+        return h.hexdigest()
 
     def to(self, device: torch.device) -> Batches:
         """Move every batch to the device once (host-to-device copies stay out of the timed loops)."""
