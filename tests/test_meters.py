@@ -98,7 +98,8 @@ def test_tick_period_of_a_quantised_counter():
     clock = SleepClock()
     assert tick_period_s(SteppedCounter(0.05, clock), 0.5, clock, clock.sleep) == pytest.approx(0.05, abs=0.003)
     clock = SleepClock()
-    assert tick_period_s(FakeCounter(100.0, clock=clock), 0.1, clock, clock.sleep) is None  # continuous
+    assert tick_period_s(FakeCounter(100.0, clock=clock), 0.5, clock, clock.sleep) is None  # continuous
+    assert clock() < 0.1  # known after 25 reads of ~2 ms, not by polling on for 0.5 s
 
 
 def test_settle_waits_until_power_stops_falling():

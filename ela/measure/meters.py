@@ -207,6 +207,9 @@ def dynamic_energy_j(window: Window, idle_power_w: float) -> float:
     return window.energy_j - idle_power_w * window.duration_s
 
 
+CONTINUOUS_READS = 25  # a counter that moved on this many reads in a row has no tick worth measuring
+
+
 def tick_period_s(
     counter: EnergyCounter,
     max_s: float = 1.0,
@@ -215,8 +218,9 @@ def tick_period_s(
 ) -> float | None:
     """How often the counter moves: median interval between changes seen by polling for up to max_s.
 
-    None when it moves on every read (a continuous counter such as the fake) or fewer than 3 changes
-    were seen. NVML's counter moves about every 100 ms, so a window needs >= 1 s for 10 ticks.
+    None when it moves on every read (a continuous counter such as the fake, or RAPL's ~1 ms updates): known
+    after CONTINUOUS_READS reads, without polling on to max_s; or when fewer than 3 changes were seen.
+    NVML's counter moves about every 100 ms, so a window needs >= 1 s for 10 ticks.
     """
     t_end, last, changes, reads = clock() + max_s, counter.read_j(), [], 0
     while clock() < t_end:
@@ -224,6 +228,8 @@ def tick_period_s(
         if value != last:
             changes.append(clock())
             last = value
+        if reads == CONTINUOUS_READS and len(changes) >= reads - 1:  # ~50 ms of reads, (nearly) each one moved
+            return None
         sleep(0.002)
     if len(changes) < 3 or len(changes) >= reads - 1:  # moved on (nearly) every read: continuous
         return None
