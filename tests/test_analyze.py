@@ -10,14 +10,13 @@ from conftest import FAKE_GPU, LOCAL, PARENT, REPO, all_runs, client, run_ela
 pytestmark = pytest.mark.slow  # real sweeps, then `python -m ela.analyze`
 
 
-@pytest.fixture(scope="module")
-def swept(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("analyze")
+def small_sweep(tmp, seeds: str):
+    """fp32/bf16 x batch 4/16 x these seeds of the MiniLM on 40 sentences (fake GPU meter), into tmp's store."""
     proc = run_ela(
         tmp,
         "precision=fp32,bf16",
         "batch=4,16",
-        "seed=0,1,2",
+        f"seed={seeds}",
         *LOCAL,
         "dataset.limit=40",
         *FAKE_GPU,
@@ -28,6 +27,11 @@ def swept(tmp_path_factory):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return tmp
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory):
+    return small_sweep(tmp_path_factory.mktemp("analyze"), "0,1,2")
 
 
 def analyze(tmp, *args):

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 from conftest import PARENT, all_runs, free_port, mlflow_cli, start_server
-from test_analyze import analyze, swept  # noqa: F401 - reuse the analysed sweep
+from test_analyze import analyze, small_sweep
 
 CHROMIUM = shutil.which("chromium")
 pytestmark = [
@@ -19,7 +19,13 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def ui(swept, tmp_path_factory):  # noqa: F811
+def swept(tmp_path_factory):
+    """A sweep of its own, one seed: test_analyze's may be analysed at the same time on another pytest-xdist worker."""
+    return small_sweep(tmp_path_factory.mktemp("ui"), "0")
+
+
+@pytest.fixture(scope="module")
+def ui(swept, tmp_path_factory):
     assert analyze(swept).returncode == 0
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -46,7 +52,7 @@ def page_text(profile, url: str, width: int = 1400) -> str:
     return chromium(profile, "--dump-dom", url, width=width)
 
 
-def sweep_runs(swept):  # noqa: F811
+def sweep_runs(swept):
     """All runs of the analysed sweep and its parent run."""
     runs = all_runs(swept)
     return runs, next(r for r in runs if PARENT not in r.data.tags)
@@ -57,7 +63,7 @@ def note_link(note: str, label: str) -> str:
     return note.split(f"[{label}](", 1)[1].split(")", 1)[0]
 
 
-def test_runs_page_lists_the_sweep_and_the_run_page_shows_its_measured_values(ui, swept):  # noqa: F811
+def test_runs_page_lists_the_sweep_and_the_run_page_shows_its_measured_values(ui, swept):
     url, profile = ui
     from ela.tracking.report import runs_page, view_key
 
@@ -68,8 +74,8 @@ def test_runs_page_lists_the_sweep_and_the_run_page_shows_its_measured_values(ui
     # The classic view (MLflow's UI otherwise opens in GenAI) with the sweep's saved view: its jobs flat, with
     # the dataset they evaluated, the params the sweep varied and the figures as columns, lowest energy first.
     assert f"{len(runs) - 1} matching runs" in text and "Model training" in text and "Judges" not in text
-    assert "shared view" in text and "bf16-b16-s2" in text and "sst2" in text
-    for column in ("precision.name", "batch", "seed", "accuracy"):
+    assert "shared view" in text and "bf16-b16-s0" in text and "sst2" in text
+    for column in ("precision.name", "batch", "accuracy"):  # the params the sweep varied (one seed: not seed)
         assert column in text, column
     assert "precision.weights_dtype" not in text  # a group's choice shows as its name, not as each field
     jobs = sorted((r for r in runs if PARENT in r.data.tags), key=lambda r: r.data.metrics["energy_j_per_sample"])
@@ -89,24 +95,24 @@ def test_runs_page_lists_the_sweep_and_the_run_page_shows_its_measured_values(ui
     assert child.inputs.dataset_inputs[0].dataset.name == "sst2" and "sst2" in text  # the dataset it evaluated
 
 
-def test_the_sweeps_run_page_describes_it_and_links_its_jobs(ui, swept):  # noqa: F811
+def test_the_sweeps_run_page_describes_it_and_links_its_jobs(ui, swept):
     url, profile = ui
     runs, parent = sweep_runs(swept)
     page = f"{url}/#/experiments/{parent.info.experiment_id}/runs/{parent.info.run_id}?workflowType=machine_learning"
     text = page_text(profile / "f", page)
-    assert f"ela sweep {parent.info.run_name}" in text and "12 finished, 0 failed" in text
+    assert f"ela sweep {parent.info.run_name}" in text and "4 finished, 0 failed" in text
     assert "jobs_finished" in text and "best_energy_j_per_sample" in text
     assert parent.data.metrics["best_energy_j_per_sample"] == min(
         r.data.metrics["energy_j_per_sample"] for r in runs if PARENT in r.data.tags
     )
     note = parent.data.tags["mlflow.note.content"]
     compared = page_text(profile / "g", f"{url}/{note_link(note, 'Compare these runs')}")
-    assert "Comparing 12 Runs" in compared and "bf16-b16-s2" in compared
+    assert "Comparing 4 Runs" in compared and "bf16-b16-s0" in compared
     listed = page_text(profile / "h", f"{url}/{note_link(note, 'List these jobs with their figures')}")
-    assert "12 matching runs" in listed and "shared view" in listed and "precision.name" in listed
+    assert "4 matching runs" in listed and "shared view" in listed and "precision.name" in listed
 
 
-def test_the_analysis_report_is_served_rendered_on_the_parent_run(ui, swept):  # noqa: F811
+def test_the_analysis_report_is_served_rendered_on_the_parent_run(ui, swept):
     import urllib.parse
     import urllib.request
 
