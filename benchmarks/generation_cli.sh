@@ -9,16 +9,20 @@
 # machine, so the artifact locations it records stay true. Then ela.analyze over the sweep so far, and the seconds
 # each job run spent, phase by phase (a KILLED one up to its stop: what the next call must leave room for).
 #   source .device/setup.sh && bash benchmarks/generation_cli.sh OUT_DIR          (on the GPU machine)
-#   cp <files_at>/gen-store.tgz .device/ and, next call: IN=.device/gen-store.tgz DEADLINE_S=480 bash ...
+#   cp <files_at>/gen-store.tgz .device/ and, next call: IN=.device/gen-store.tgz DEADLINE_S=430 bash ...
 # Across sessions (the work folder is fresh each time): commit it as benchmarks/results/gen-store.tgz (~1 MB with
 # 10 GPU jobs' power traces) and go on with IN=benchmarks/results/gen-store.tgz, on the same kind of card (name
 # `kind: nvidia-h100-x1` in the call: a store from another card is refused, exit 3).
-# Env: IN (a gen-store.tgz to go on from), DEADLINE_S (0: none; the sweep's seconds. After it, closing the KILLED
-# job takes ~10 s and the analysis 20-60 s: in a 600 s call leave ~80 s; 2026-12-08's DEADLINE_S=542 ran out),
+# Env: IN (a gen-store.tgz to go on from), DEADLINE_S (0: none; seconds from this script's start (the model made
+# there included) to the sweep's SIGTERM. After it, closing the KILLED job takes 10-60 s (a job compiling stops when its
+# compile ends; SIGKILL after 60 s leaves it RUNNING, and resume runs it again) and the analysis 20-60 s: in a 600 s
+# call leave ~130 s after it. 2026-12-08: sweep deadlines of 542 s, and of 520 s less the set-up counted from after a
+# cold machine made the model, ran past the call's 600 s (the second returned nothing); 426 s from the start: 524 s),
 # LIMIT (64), MODEL_ARGS (the shape; a CPU try: MODEL_ARGS="model=local model.path=../shared/models/tiny-llama-sst2"),
 # DATA ($ELA_DEVICE_DATA), EXTRA (more overrides, e.g. "hydra/launcher=fork hydra.launcher.n_jobs=2 gpus=all" on 2
 # GPUs), STORE (/tmp/gen-store), FORCE_IN (1: replace a store found on the machine by IN).
 set -euo pipefail
+began=$(date +%s)
 out=$(realpath -m "${1:-generation-cli-out}") store=${STORE:-/tmp/gen-store}
 mkdir -p "$out"
 # Each store has an id, made when it is new and packed with it. A warm machine's store (the call before, on this
@@ -61,15 +65,21 @@ start=$(date +%s)
 # Batch outermost, largest first: a call finishes the short jobs (~1-2 min each) before a batch-1 one (4-8 min),
 # so less is lost to the deadline, and jobs of one batch size run together in one process, where later ones take
 # the earlier ones' reference passes (reuse_references). Resume matches the grid whatever the order of its values.
+sweep_s=0  # timeout's 0: no deadline
+if [ "${DEADLINE_S:-0}" -gt 0 ]; then
+    sweep_s=$(( DEADLINE_S - (start - began) ))
+    echo "DEADLINE_S=$DEADLINE_S from the script's start: the sweep gets $sweep_s s" | tee -a "$out/sweep.log"
+    [ "$sweep_s" -ge 60 ] || { echo "under 60 s left for the sweep: not started" | tee -a "$out/sweep.log"; exit 4; }
+fi
 # shellcheck disable=SC2086  # MODEL_ARGS and EXTRA are lists of overrides
-timeout --signal=TERM --kill-after=60 "${DEADLINE_S:-0}" python -m ela.run -m task=generation $MODEL_ARGS \
+timeout --signal=TERM --kill-after=60 "$sweep_s" python -m ela.run -m task=generation $MODEL_ARGS \
     batch="${BATCHES:-64,8,1}" precision="${PRECISIONS:-fp32,bf16,bf16_pure}" engine="${ENGINES:-eager,compile}" \
     dataset.path="${DATA:-$ELA_DEVICE_DATA}" dataset.limit="${LIMIT:-64}" tracking.uri="sqlite:///$store/gen.db" \
     resume=true ${EXTRA:-} 2>&1 | { grep --line-buffered -v "HYDRA\]\|Warning" || true; } | tee -a "$out/sweep.log" \
     || status=$?
 case ${status:-0} in
     0) ;;
-    124 | 137) echo "sweep stopped at DEADLINE_S=${DEADLINE_S:-0}: the next call resumes it" | tee -a "$out/sweep.log" ;;
+    124 | 137) echo "sweep stopped at its deadline ($sweep_s s): the next call resumes it" | tee -a "$out/sweep.log" ;;
     *) echo "sweep exited $status before DEADLINE_S (a failed job or an error above)" | tee -a "$out/sweep.log" ;;
 esac
 echo "sweep wall time $(( $(date +%s) - start )) s" | tee -a "$out/sweep.log"
