@@ -207,7 +207,7 @@ def dynamic_energy_j(window: Window, idle_power_w: float) -> float:
     return window.energy_j - idle_power_w * window.duration_s
 
 
-CONTINUOUS_READS = 25  # a counter that moved on this many reads in a row has no tick worth measuring
+CONTINUOUS_READS = 25  # a counter that moved on (nearly) every one of this many reads has no tick worth measuring
 
 
 def tick_period_s(
@@ -228,8 +228,8 @@ def tick_period_s(
         if value != last:
             changes.append(clock())
             last = value
-        if reads == CONTINUOUS_READS and len(changes) >= reads - 1:  # ~50 ms of reads, (nearly) each one moved
-            return None
+        if reads >= CONTINUOUS_READS and len(changes) >= reads - 1:
+            break  # ~50 ms of reads and (nearly) each one moved: continuous, no need to poll on to max_s
         sleep(0.002)
     if len(changes) < 3 or len(changes) >= reads - 1:  # moved on (nearly) every read: continuous
         return None
